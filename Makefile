@@ -1,0 +1,27 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Pinned here (not in setup.py) so cluster users keep their own CUDA torch.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.mapet-installed
+
+.PHONY: install test demo clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade 'pip>=23' 'setuptools<82' wheel
+	$(PIP) install --quiet $(TORCH_PINS)
+	$(PIP) install --quiet -e '.[tests,cpu]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest tests projects -q -p no:cacheprovider
+
+demo: install
+	$(PY) tools/demo.py
+
+clean:
+	rm -rf $(VENV) work_dirs mapet/.mim *.egg-info
