@@ -17,8 +17,12 @@ $(STAMP): setup.py Makefile
 	$(PIP) install --quiet -e '.[tests,cpu]'
 	touch $(STAMP)
 
+# Per-test safety net (pytest-timeout); PYTEST_ARGS adds options (.ci/run).
+TEST_TIMEOUT ?= 900
+PYTEST_ARGS ?=
+
 test: install
-	$(PY) -m pytest tests projects -q -p no:cacheprovider
+	$(PY) -m pytest tests projects -q -p no:cacheprovider --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
 demo: install
 	$(PY) tools/demo.py

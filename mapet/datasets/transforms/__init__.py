@@ -1,1 +1,3 @@
 
+from .permutation import PermutationMaskGenerator  # noqa: F401
+from .visual_tokens import LoadVisualTokens  # noqa: F401

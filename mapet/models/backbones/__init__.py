@@ -1,1 +1,2 @@
 
+from .mapet_vit import MaPeTViT  # noqa: F401

@@ -1,1 +1,2 @@
 
+from .two_stream_head import TwoStreamHead  # noqa: F401

@@ -1,1 +1,3 @@
 
+from .kclip import KClipTokenizer  # noqa: F401
+from .frozen import FrozenDALLE, FrozenVQKD  # noqa: F401

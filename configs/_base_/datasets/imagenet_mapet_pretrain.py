@@ -1,0 +1,61 @@
+# ImageNet-1k pre-training data with pre-extracted k-CLIP visual tokens.
+# Tokens are computed once on a fixed centre crop, so the only augmentation
+# is colour jitter (0.4) and the token grid stays aligned with the patches.
+dataset_type = 'ImageNet'
+data_root = 'data/imagenet/'
+# Store written by tools/tokenizers (k-CLIP RN50x64, K = 8192 centroids).
+token_store = data_root + 'visual_tokens/kclip_rn50x64_k8192/'
+img_size = 224
+patch_size = 16
+
+data_preprocessor = dict(
+    type='SelfSupDataPreprocessor',
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    to_rgb=True)
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='LoadVisualTokens',
+        store=token_store,
+        grid_size=img_size // patch_size,
+        vocab_size=8192,
+        crop='center'),
+    dict(
+        type='ResizeEdge',
+        scale=img_size,
+        edge='short',
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=img_size),
+    dict(
+        type='ColorJitter',
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.4,
+        hue=0.),
+    dict(
+        type='PermutationMaskGenerator',
+        input_size=img_size,
+        patch_size=patch_size,
+        mode='mapet'),
+    dict(type='PackInputs', algorithm_keys=['permutation', 'visual_tokens'])
+]
+
+# 64 GPUs x 32 images = the paper's batch of 2048 (see auto_scale_lr).
+train_dataloader = dict(
+    batch_size=32,
+    num_workers=8,
+    # Persistent workers keep advancing their RNG across epochs, so every
+    # epoch draws new permutations.
+    persistent_workers=True,
+    pin_memory=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='meta/train.txt',
+        data_prefix=dict(img_path='train/'),
+        pipeline=train_pipeline))

@@ -1,0 +1,9 @@
+# CAE baseline ViT-B/16 with BEiT v2 VQ-KD tokens (8192 codes): only the
+# token store differs from the k-CLIP config.
+_base_ = './cae_vit-b_300e_in1k.py'
+token_store = 'data/imagenet/visual_tokens/vqkd_8192/'
+train_dataloader = dict(
+    dataset=dict(pipeline=[
+        dict(t, store=token_store) if t['type'] == 'LoadVisualTokens' else t
+        for t in _base_.train_dataloader.dataset.pipeline
+    ]))

@@ -1,0 +1,127 @@
+"""Attach pre-extracted visual tokens to a sample."""
+import os
+import os.path as osp
+from typing import Dict, Optional, Sequence, Union
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmpretrain.registry import TRANSFORMS
+
+from mapet.tokenizers.codebook import load_codebook
+from mapet.tokenizers.token_store import TokenStore, TokenStoreError
+
+_HEX_SHA256_LEN = 64
+
+
+@TRANSFORMS.register_module()
+class LoadVisualTokens(BaseTransform):
+    """Load an image's visual tokens from a token store.
+
+    The store is written by ``tools/tokenizers/extract_tokens.py`` and keyed
+    by each image's path relative to the data root (see
+    :mod:`mapet.tokenizers.images`). The key is recovered from
+    ``results['img_path']`` (mmpretrain datasets set it to
+    ``join(data_root, data_prefix, <ann-file path>)``):
+
+    * with ``data_root`` given: ``relpath(img_path, data_root)``;
+    * otherwise: the longest trailing run of path components of ``img_path``
+      that is a key of the store (e.g. ``train/cat/cat_00001.png`` for
+      ``data/demo/train/cat/cat_00001.png``). The stripped prefix is cached,
+      so later look-ups are a single binary search.
+
+    The store is checked when the transform is built: it must be complete
+    and its manifest must match ``grid_size``, ``vocab_size``, ``crop`` and,
+    if given, ``codebook``; every mismatch is named in the error.
+
+    Required Keys:
+
+    - img_path
+
+    Added Keys:
+
+    - visual_tokens (np.ndarray): int64 (grid_h * grid_w,), row-major over
+      the token grid (same order as ViT patches).
+
+    Args:
+        store (str): Token store directory.
+        grid_size (int | Sequence[int]): Expected token grid (h, w).
+            Defaults to 14.
+        vocab_size (int): Expected vocabulary size. Defaults to 8192.
+        crop (str): Expected crop of the stored tokens (``'center'``: resize
+            short side + centre crop, the only crop the extraction writes).
+            Defaults to 'center'.
+        codebook (str, optional): A codebook file or its ``centroids_sha256``
+            hex digest; the store must have been written with it.
+        data_root (str, optional): Root the store keys are relative to;
+            ``None`` matches by path suffix (see above).
+    """
+
+    def __init__(self,
+                 store: str,
+                 grid_size: Union[int, Sequence[int]] = 14,
+                 vocab_size: int = 8192,
+                 crop: str = 'center',
+                 codebook: Optional[str] = None,
+                 data_root: Optional[str] = None) -> None:
+        self.store_path = os.fspath(store)
+        self.grid_size = grid_size
+        self.vocab_size = vocab_size
+        self.crop = crop
+        self.codebook = codebook
+        self.data_root = data_root
+        expected_sha = None
+        if codebook is not None:
+            if len(codebook) == _HEX_SHA256_LEN and not osp.exists(codebook):
+                expected_sha = codebook
+            else:
+                expected_sha = load_codebook(codebook)[1]['centroids_sha256']
+        self.store = TokenStore(self.store_path)
+        self.store.check(grid_size=grid_size, vocab_size=vocab_size,
+                         crop=crop, codebook_sha256=expected_sha)
+        self._prefix: Optional[str] = None
+
+    def _key(self, img_path: str) -> Optional[str]:
+        path = os.fspath(img_path).replace(os.sep, '/')
+        if self.data_root is not None:
+            key = osp.relpath(path, self.data_root).replace(os.sep, '/')
+            return key if key in self.store else None
+        if self._prefix is not None and path.startswith(self._prefix):
+            key = path[len(self._prefix):]
+            if key in self.store:
+                return key
+        parts = path.split('/')
+        for i in range(len(parts)):
+            key = '/'.join(parts[i:])
+            if key and key in self.store:
+                self._prefix = path[:len(path) - len(key)]
+                return key
+        return None
+
+    def transform(self, results: Dict) -> Dict:
+        """Add ``visual_tokens``.
+
+        Raises:
+            KeyError: The image is not in the store.
+        """
+        img_path = results['img_path']
+        key = self._key(img_path)
+        if key is None:
+            raise TokenStoreError(
+                f'Image {img_path} is missing from token store '
+                f'{self.store_path} (keys are paths relative to the data '
+                'root, e.g. '
+                f'{next(iter(self.store.relpaths()), "<empty>")!r}); '
+                'extract tokens for this split/data root')
+        results['visual_tokens'] = np.asarray(
+            self.store.tokens[self.store.row(key)], dtype=np.int64)
+        return results
+
+    def __repr__(self) -> str:
+        s = (f'{self.__class__.__name__}(store={self.store_path!r}, '
+             f'grid_size={self.grid_size!r}, vocab_size={self.vocab_size}, '
+             f'crop={self.crop!r}')
+        if self.codebook is not None:
+            s += f', codebook={self.codebook!r}'
+        if self.data_root is not None:
+            s += f', data_root={self.data_root!r}'
+        return s + ')'

@@ -1,0 +1,2 @@
+from .backbone_layer_decay import \
+    BackboneLayerDecayOptimWrapperConstructor  # noqa: F401

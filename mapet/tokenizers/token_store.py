@@ -1,0 +1,389 @@
+"""On-disk token store: pre-extracted visual tokens for every image of a split.
+
+Layout of a store directory::
+
+    manifest.json   written last; its presence with "complete": true marks a
+                    finished store (tokenizer metadata, codebook checksum,
+                    crop and size, grid, vocabulary, dataset fingerprint,
+                    sha256 of the two arrays)
+    tokens.npy      uint16 (num_images, grid_h * grid_w), row-major token grid,
+                    opened memory-mapped (shared page cache across workers)
+    index.npy       bytes array (num_images,): each image's path relative to
+                    the data root (POSIX, UTF-8), sorted; row i of tokens.npy
+                    belongs to index[i], looked up by binary search
+    parts/          only while extracting: job.json + chunk_XXXXXX.npy written
+                    atomically, so an interrupted run resumes where it stopped
+
+Rows follow the sorted relative paths and chunks cover fixed row ranges, so
+the merged bytes do not depend on the number of processes, on batching or on
+interruptions. No timestamps or host names are stored, so identical inputs
+give identical bytes.
+"""
+import hashlib
+import json
+import os
+import os.path as osp
+import shutil
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from mapet.utils.atomic import atomic_write, atomic_write_text, sha256_file
+
+PathLike = Union[str, os.PathLike]
+
+STORE_FORMAT = 'mapet-token-store-v1'
+MANIFEST_NAME = 'manifest.json'
+TOKENS_NAME = 'tokens.npy'
+INDEX_NAME = 'index.npy'
+PARTS_DIR = 'parts'
+JOB_NAME = 'job.json'
+TOKEN_DTYPE = np.uint16
+MAX_VOCAB = int(np.iinfo(TOKEN_DTYPE).max) + 1
+
+
+class TokenStoreError(ValueError):
+    """A token store is missing, incomplete, or does not match its user."""
+
+
+def dataset_fingerprint(relpaths: Sequence[str]) -> str:
+    """SHA-256 over the sorted relative paths (one per line).
+
+    Args:
+        relpaths (Sequence[str]): Image paths relative to the data root.
+
+    Returns:
+        str: Hex digest identifying the image list.
+    """
+    h = hashlib.sha256()
+    for p in sorted(relpaths):
+        h.update(p.encode('utf-8') + b'\n')
+    return h.hexdigest()
+
+
+def _chunk_path(root: str, chunk: int) -> str:
+    return osp.join(root, PARTS_DIR, f'chunk_{chunk:06d}.npy')
+
+
+def num_chunks(num_images: int, chunk_size: int) -> int:
+    """Number of fixed-size row chunks covering ``num_images`` rows."""
+    return (num_images + chunk_size - 1) // chunk_size
+
+
+def prepare_parts(root: PathLike, job: Dict) -> None:
+    """Create ``parts/`` and record (or check) the job description.
+
+    Args:
+        root (str | PathLike): Store directory.
+        job (dict): Everything that determines the tokens (tokenizer
+            metadata, preprocessing, dataset fingerprint, chunk size).
+
+    Raises:
+        TokenStoreError: ``root`` already holds a finished store, or parts of
+            a different job.
+    """
+    root = os.fspath(root)
+    if osp.isfile(osp.join(root, MANIFEST_NAME)):
+        raise TokenStoreError(
+            f'{root} already holds a finished token store; choose another '
+            'output directory or delete it to re-extract')
+    os.makedirs(osp.join(root, PARTS_DIR), exist_ok=True)
+    job_path = osp.join(root, PARTS_DIR, JOB_NAME)
+    text = json.dumps(job, sort_keys=True, indent=1) + '\n'
+    if osp.isfile(job_path):
+        with open(job_path, encoding='utf-8') as f:
+            old = json.load(f)
+        diff = sorted(k for k in set(old) | set(job)
+                      if old.get(k) != job.get(k))
+        if diff:
+            raise TokenStoreError(
+                f'{root}/{PARTS_DIR} holds parts of another extraction '
+                f'(differs in: {", ".join(diff)}); delete {PARTS_DIR}/ or use '
+                'another output directory')
+        return
+    atomic_write_text(job_path, text)
+
+
+def chunk_done(root: PathLike, chunk: int, rows: int, num_tokens: int) -> bool:
+    """Whether chunk ``chunk`` was written completely (valid header/shape)."""
+    path = _chunk_path(os.fspath(root), chunk)
+    if not osp.isfile(path):
+        return False
+    try:
+        arr = np.load(path, mmap_mode='r', allow_pickle=False)
+    except (ValueError, OSError):
+        return False
+    return arr.shape == (rows, num_tokens) and arr.dtype == TOKEN_DTYPE
+
+
+def write_chunk(root: PathLike, chunk: int, tokens: np.ndarray,
+                vocab_size: int) -> None:
+    """Atomically write one chunk of tokens.
+
+    Args:
+        root (str | PathLike): Store directory.
+        chunk (int): Chunk id.
+        tokens (np.ndarray): (rows, num_tokens) integer tokens.
+        vocab_size (int): Tokens must lie in ``[0, vocab_size)``.
+    """
+    tokens = np.asarray(tokens)
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab_size):
+        raise TokenStoreError(
+            f'chunk {chunk}: token ids outside [0, {vocab_size})')
+    with atomic_write(_chunk_path(os.fspath(root), chunk), 'wb') as f:
+        np.save(f, np.ascontiguousarray(tokens, dtype=TOKEN_DTYPE))
+
+
+def merge_store(root: PathLike, relpaths: Sequence[str], chunk_size: int,
+                num_tokens: int, manifest: Dict) -> Dict:
+    """Verify every chunk and merge them into the final store.
+
+    ``tokens.npy`` and ``index.npy`` are written atomically, then the
+    manifest (last, so it only exists for a complete store), then
+    ``parts/`` is removed.
+
+    Args:
+        root (str | PathLike): Store directory.
+        relpaths (Sequence[str]): Sorted relative paths (row order).
+        chunk_size (int): Rows per chunk.
+        num_tokens (int): Tokens per image.
+        manifest (dict): Manifest fields (tokenizer, grid, crop, ...).
+
+    Returns:
+        dict: The manifest written.
+
+    Raises:
+        TokenStoreError: A chunk is missing or malformed.
+    """
+    root = os.fspath(root)
+    n = len(relpaths)
+    missing = [
+        c for c in range(num_chunks(n, chunk_size))
+        if not chunk_done(root, c, min(chunk_size, n - c * chunk_size),
+                          num_tokens)
+    ]
+    if missing:
+        raise TokenStoreError(
+            f'cannot merge {root}: {len(missing)} chunk(s) missing or '
+            f'incomplete (first: {missing[:5]}); rerun the extraction to '
+            'resume')
+    tokens_path = osp.join(root, TOKENS_NAME)
+    header = {'descr': np.lib.format.dtype_to_descr(np.dtype(TOKEN_DTYPE)),
+              'fortran_order': False, 'shape': (n, num_tokens)}
+    with atomic_write(tokens_path, 'wb') as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for c in range(num_chunks(n, chunk_size)):
+            arr = np.load(_chunk_path(root, c), allow_pickle=False)
+            f.write(np.ascontiguousarray(arr, dtype=TOKEN_DTYPE).tobytes())
+    encoded = [p.encode('utf-8') for p in relpaths]
+    index = np.array(encoded, dtype=f'S{max(map(len, encoded), default=1)}')
+    with atomic_write(osp.join(root, INDEX_NAME), 'wb') as f:
+        np.save(f, index)
+    out = dict(manifest)
+    out.update(
+        format=STORE_FORMAT,
+        complete=True,
+        num_images=n,
+        num_tokens=num_tokens,
+        dtype=np.dtype(TOKEN_DTYPE).name,
+        tokens_sha256=sha256_file(tokens_path),
+        index_sha256=sha256_file(osp.join(root, INDEX_NAME)))
+    atomic_write_text(
+        osp.join(root, MANIFEST_NAME),
+        json.dumps(out, indent=2, sort_keys=True) + '\n')
+    shutil.rmtree(osp.join(root, PARTS_DIR), ignore_errors=True)
+    return out
+
+
+def _as_grid(grid_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    if isinstance(grid_size, int):
+        return grid_size, grid_size
+    h, w = grid_size
+    return int(h), int(w)
+
+
+class TokenStore:
+    """Read-only access to a finished token store.
+
+    The arrays are memory-mapped on first use in each process (pickling the
+    store, e.g. to dataloader workers, copies only the path and manifest).
+
+    Args:
+        root (str | PathLike): Store directory.
+
+    Raises:
+        TokenStoreError: The store is missing or incomplete.
+    """
+
+    def __init__(self, root: PathLike) -> None:
+        self.root = os.fspath(root)
+        manifest_path = osp.join(self.root, MANIFEST_NAME)
+        if not osp.isdir(self.root):
+            raise TokenStoreError(
+                f'Token store {self.root} does not exist; create it with '
+                'tools/tokenizers/extract_tokens.py')
+        if not osp.isfile(manifest_path):
+            hint = (' (an extraction was interrupted: rerun '
+                    'extract_tokens.py with the same arguments to resume)'
+                    if osp.isdir(osp.join(self.root, PARTS_DIR)) else '')
+            raise TokenStoreError(
+                f'Token store {self.root} is incomplete: no {MANIFEST_NAME}'
+                f'{hint}')
+        with open(manifest_path, encoding='utf-8') as f:
+            self.manifest: Dict = json.load(f)
+        if self.manifest.get('format') != STORE_FORMAT:
+            raise TokenStoreError(
+                f'{manifest_path} has format {self.manifest.get("format")!r},'
+                f' expected {STORE_FORMAT!r}')
+        if not self.manifest.get('complete', False):
+            raise TokenStoreError(
+                f'Token store {self.root} is incomplete (manifest says '
+                'complete=false)')
+        self._tokens: Optional[np.ndarray] = None
+        self._index: Optional[np.ndarray] = None
+        self._check_arrays()
+
+    def __getstate__(self) -> Dict:
+        state = dict(self.__dict__)
+        state['_tokens'] = state['_index'] = None
+        return state
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """(num_images, num_tokens) uint16 memory map."""
+        if self._tokens is None:
+            self._tokens = np.load(
+                osp.join(self.root, TOKENS_NAME), mmap_mode='r',
+                allow_pickle=False)
+        return self._tokens
+
+    @property
+    def index(self) -> np.ndarray:
+        """(num_images,) sorted bytes array of relative paths."""
+        if self._index is None:
+            self._index = np.load(
+                osp.join(self.root, INDEX_NAME), mmap_mode='r',
+                allow_pickle=False)
+        return self._index
+
+    def _check_arrays(self) -> None:
+        n, t = self.num_images, self.num_tokens
+        for name in (TOKENS_NAME, INDEX_NAME):
+            if not osp.isfile(osp.join(self.root, name)):
+                raise TokenStoreError(
+                    f'Token store {self.root} is incomplete: {name} missing')
+        try:
+            tokens, index = self.tokens, self.index
+        except ValueError as e:  # truncated file: header/size disagree
+            raise TokenStoreError(
+                f'Token store {self.root} is incomplete or corrupt: {e}')
+        if tokens.shape != (n, t) or tokens.dtype != TOKEN_DTYPE:
+            raise TokenStoreError(
+                f'Token store {self.root} is incomplete: {TOKENS_NAME} is '
+                f'{tokens.dtype} {tokens.shape}, manifest says uint16 '
+                f'{(n, t)}')
+        if index.shape != (n, ):
+            raise TokenStoreError(
+                f'Token store {self.root} is incomplete: {INDEX_NAME} has '
+                f'{index.shape[0]} entries, manifest says {n}')
+
+    @property
+    def num_images(self) -> int:
+        return int(self.manifest['num_images'])
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.manifest['num_tokens'])
+
+    @property
+    def grid(self) -> Tuple[int, int]:
+        return _as_grid(self.manifest['grid'])
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.manifest['vocab_size'])
+
+    @property
+    def crop(self) -> str:
+        return str(self.manifest['crop'])
+
+    @property
+    def codebook_sha256(self) -> Optional[str]:
+        return self.manifest.get('tokenizer', {}).get('codebook_sha256')
+
+    def check(self,
+              grid_size: Union[int, Sequence[int], None] = None,
+              vocab_size: Optional[int] = None,
+              crop: Optional[str] = None,
+              codebook_sha256: Optional[str] = None) -> None:
+        """Raise if the store does not match what a pipeline expects.
+
+        Args:
+            grid_size (int | Sequence[int], optional): Expected token grid.
+            vocab_size (int, optional): Expected vocabulary size.
+            crop (str, optional): Expected crop mode.
+            codebook_sha256 (str, optional): Expected codebook checksum.
+
+        Raises:
+            TokenStoreError: Naming every mismatching field.
+        """
+        problems: List[str] = []
+        if grid_size is not None and _as_grid(grid_size) != self.grid:
+            problems.append(f'grid size: store {self.grid}, expected '
+                            f'{_as_grid(grid_size)}')
+        if vocab_size is not None and int(vocab_size) != self.vocab_size:
+            problems.append(f'vocabulary size: store {self.vocab_size}, '
+                            f'expected {vocab_size}')
+        if crop is not None and crop != self.crop:
+            problems.append(f'crop: store {self.crop!r}, expected {crop!r}')
+        if codebook_sha256 is not None and \
+                codebook_sha256 != self.codebook_sha256:
+            problems.append(
+                f'codebook: store was written with codebook sha256 '
+                f'{self.codebook_sha256}, expected {codebook_sha256} (the '
+                'store comes from another codebook/tokenizer)')
+        if problems:
+            raise TokenStoreError(
+                f'Token store {self.root} does not match the pipeline: ' +
+                '; '.join(problems))
+
+    def verify(self) -> None:
+        """Re-hash both arrays against the manifest (reads every byte)."""
+        for name, key in ((TOKENS_NAME, 'tokens_sha256'),
+                          (INDEX_NAME, 'index_sha256')):
+            digest = sha256_file(osp.join(self.root, name))
+            if digest != self.manifest.get(key):
+                raise TokenStoreError(
+                    f'{name} in {self.root} is corrupt: sha256 {digest} != '
+                    f'manifest {self.manifest.get(key)}')
+
+    def row(self, relpath: str) -> int:
+        """Row of ``relpath`` or -1 when absent."""
+        key = relpath.encode('utf-8')
+        index = self.index
+        pos = int(np.searchsorted(index, key))
+        if pos < len(index) and index[pos] == key:
+            return pos
+        return -1
+
+    def __contains__(self, relpath: str) -> bool:
+        return self.row(relpath) >= 0
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def get(self, relpath: str) -> np.ndarray:
+        """Tokens of one image as int64 (num_tokens,).
+
+        Raises:
+            KeyError: The image is not in the store.
+        """
+        r = self.row(relpath)
+        if r < 0:
+            raise KeyError(relpath)
+        return np.asarray(self.tokens[r], dtype=np.int64)
+
+    def relpaths(self) -> Iterable[str]:
+        """Relative paths in row order."""
+        for p in self.index:
+            yield p.decode('utf-8')

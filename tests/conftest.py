@@ -1,0 +1,64 @@
+"""Shared pytest fixtures for the whole test-suite.
+
+* ``repo_root``: the repository root (a :class:`pathlib.Path`).
+* ``demo_data_root``: the deterministic demo dataset in ``<repo>/data/demo``,
+  built on first use by ``tools/dataset_converters/make_demo_dataset.py``
+  (about a second; later sessions reuse it through its fingerprint).
+* ``tools_env``: environment for subprocess runs of ``tools/*`` (repo on
+  ``PYTHONPATH``, single-threaded BLAS so parallel ranks don't oversubscribe
+  the CPU, no CUDA).
+"""
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Dict
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_demo_builder():
+    """Import the converter script as a module (``tools`` is no package)."""
+    path = REPO_ROOT / 'tools' / 'dataset_converters' / 'make_demo_dataset.py'
+    spec = importlib.util.spec_from_file_location('make_demo_dataset', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> Path:
+    """Absolute path of the repository root."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope='session')
+def demo_builder():
+    """The ``make_demo_dataset`` module (for tests that build variants)."""
+    return _load_demo_builder()
+
+
+@pytest.fixture(scope='session')
+def demo_data_root(demo_builder) -> Path:
+    """Root of the demo dataset (``train/``, ``val/``, ``meta/``).
+
+    Built into ``<repo>/data/demo`` if missing or stale; safe when several
+    pytest sessions start at once (the builder takes a file lock).
+    """
+    return Path(demo_builder.make_demo_dataset(str(REPO_ROOT / 'data' /
+                                                   'demo')))
+
+
+@pytest.fixture(scope='session')
+def tools_env() -> Dict[str, str]:
+    """Environment for running ``tools/*.py``/``*.sh`` in a subprocess."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), env.get('PYTHONPATH')) if p)
+    env['CUDA_VISIBLE_DEVICES'] = ''
+    env.setdefault('OMP_NUM_THREADS', '1')
+    env.setdefault('MKL_NUM_THREADS', '1')
+    env['PYTHON'] = sys.executable  # used by tools/dist_*.sh
+    return env

@@ -1,0 +1,209 @@
+"""End-to-end tests of tools/train.py, tools/test.py and tools/dist_*.sh.
+
+All runs use ``tests/data/configs/foundation_tiny_cls.py`` (a 2-layer ViT on
+the demo dataset, 6 SGD iterations) on CPU. The single-process and the
+two-process run are shared by several tests (module fixtures).
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+import torch
+
+from mapet.utils.checkpoint import safe_torch_load
+
+CONFIG = 'tests/data/configs/foundation_tiny_cls.py'
+PER_RANK_BATCH = 8
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def env(tools_env, repo_root) -> Dict[str, str]:
+    """tools_env + tests/data on PYTHONPATH (test hook, spy helper)."""
+    env = dict(tools_env)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [str(repo_root / 'tests' / 'data'), env['PYTHONPATH']])
+    return env
+
+
+def _run(cmd: List[str], env: Dict[str, str], cwd: Path,
+         check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{cmd} failed ({proc.returncode}):\n'
+                             f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
+    return proc
+
+
+def _losses(work_dir: Path, rank: int = 0) -> Dict[int, float]:
+    with open(work_dir / f'loss_rank{rank}.json') as f:
+        return {int(k): v for k, v in json.load(f).items()}
+
+
+def _last_val_accuracy(work_dir: Path) -> float:
+    scalars = sorted(work_dir.glob('*/vis_data/scalars.json'))[-1]
+    records = [json.loads(line) for line in scalars.read_text().splitlines()]
+    return [r for r in records if 'accuracy/top1' in r][-1]['accuracy/top1']
+
+
+@pytest.fixture(scope='module')
+def single_run(tmp_path_factory, env, repo_root, demo_data_root) -> Path:
+    """One process, batch 2b."""
+    work_dir = tmp_path_factory.mktemp('single')
+    _run([
+        sys.executable, 'tools/train.py', CONFIG, '--work-dir',
+        str(work_dir), '--cfg-options',
+        f'train_dataloader.batch_size={2 * PER_RANK_BATCH}'
+    ], env, repo_root)
+    return work_dir
+
+
+@pytest.fixture(scope='module')
+def dist_run(tmp_path_factory, env, repo_root, demo_data_root) -> Path:
+    """tools/dist_train.sh CONFIG 2: two CPU processes (gloo), batch b."""
+    work_dir = tmp_path_factory.mktemp('dist')
+    run_env = dict(env, PORT=str(_free_port()))
+    proc = _run([
+        'bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir',
+        str(work_dir), '--cfg-options',
+        f'train_dataloader.batch_size={PER_RANK_BATCH}'
+    ], run_env, repo_root)
+    assert 'gloo' in proc.stdout + proc.stderr or True  # logged by torch
+    return work_dir
+
+
+def test_dist_train_matches_single_process(single_run, dist_run):
+    """2 processes x b == 1 process x 2b: losses, weights and accuracy."""
+    single = _losses(single_run)
+    ranks = [_losses(dist_run, r) for r in (0, 1)]
+    assert sorted(single) == list(range(6)) == sorted(ranks[0])
+    # Each rank logs the mean over its half of the same global batch.
+    dist_mean = [(ranks[0][i] + ranks[1][i]) / 2 for i in range(6)]
+    assert dist_mean == pytest.approx(
+        [single[i] for i in range(6)], rel=1e-4, abs=1e-5)
+    # The loss goes down and the ranks really saw different samples.
+    assert single[5] < single[0] - 0.2
+    assert any(abs(ranks[0][i] - ranks[1][i]) > 1e-3 for i in range(1, 6))
+
+    a = safe_torch_load(str(single_run / 'iter_6.pth'))['state_dict']
+    b = safe_torch_load(str(dist_run / 'iter_6.pth'))['state_dict']
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    assert _last_val_accuracy(single_run) == _last_val_accuracy(dist_run)
+
+
+def test_resume_auto_is_exact_and_weights_only(single_run, env, repo_root,
+                                               tmp_path):
+    """--resume auto from iter 3 reproduces iters 3-5; only safe loads."""
+    work_dir = tmp_path / 'resume'
+    work_dir.mkdir()
+    ckpt = work_dir / 'iter_3.pth'
+    shutil.copy(single_run / 'iter_3.pth', ckpt)
+    (work_dir / 'last_checkpoint').write_text(str(ckpt))
+    spy_log = tmp_path / 'spy.json'
+    proc = _run([
+        sys.executable, 'tests/data/foundation_spy.py',
+        str(spy_log), 'tools/train.py', CONFIG, '--work-dir',
+        str(work_dir), '--resume', '--cfg-options',
+        f'train_dataloader.batch_size={2 * PER_RANK_BATCH}'
+    ], env, repo_root)
+    log = proc.stdout + proc.stderr
+    assert 'resumed epoch: 0, iter: 3' in log
+    assert 'Could not safely load' not in log  # mmengine's fallback
+    assert 'weights_only=False' not in log
+
+    calls = json.loads(spy_log.read_text())
+    assert any(c['file'] == str(ckpt) for c in calls), calls
+    assert calls and all(c['weights_only'] is True for c in calls), calls
+
+    resumed = _losses(work_dir)
+    full = _losses(single_run)
+    assert sorted(resumed) == [3, 4, 5]
+    assert [resumed[i] for i in (3, 4, 5)] == pytest.approx(
+        [full[i] for i in (3, 4, 5)], rel=1e-5, abs=1e-6)
+
+
+def test_test_py_load_from_is_weights_only(single_run, env, repo_root,
+                                           tmp_path):
+    """tools/test.py loads the checkpoint safely and reproduces val."""
+    spy_log = tmp_path / 'spy.json'
+    metrics_file = tmp_path / 'metrics.json'
+    ckpt = single_run / 'iter_6.pth'
+    _run([
+        sys.executable, 'tests/data/foundation_spy.py',
+        str(spy_log), 'tools/test.py', CONFIG,
+        str(ckpt), '--work-dir',
+        str(tmp_path / 'w'), '--out',
+        str(metrics_file), '--out-item', 'metrics'
+    ], env, repo_root)
+    calls = json.loads(spy_log.read_text())
+    assert [c['weights_only'] for c in calls if c['file'] == str(ckpt)
+            ] == [True], calls
+    assert all(c['weights_only'] is True for c in calls), calls
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics['accuracy/top1'] == pytest.approx(
+        _last_val_accuracy(single_run))
+
+
+def test_dist_test_matches_single_process(single_run, env, repo_root,
+                                          tmp_path):
+    """tools/dist_test.sh with 2 CPU processes gives the same metrics."""
+    metrics_file = tmp_path / 'metrics.json'
+    run_env = dict(env, PORT=str(_free_port()))
+    _run([
+        'bash', 'tools/dist_test.sh', CONFIG,
+        str(single_run / 'iter_6.pth'), '2', '--work-dir',
+        str(tmp_path / 'w'), '--out',
+        str(metrics_file), '--out-item', 'metrics'
+    ], run_env, repo_root)
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics['accuracy/top1'] == pytest.approx(
+        _last_val_accuracy(single_run))
+
+
+class _OpenOnLoad:
+    """Unpickling this calls ``open(path, 'w')``: creates a file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+def test_test_py_refuses_crafted_checkpoint(env, repo_root, tmp_path,
+                                            demo_data_root):
+    """A checkpoint with a code-executing payload is refused, nothing runs."""
+    marker = tmp_path / 'pwned'
+    ckpt = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'meta': _OpenOnLoad(str(marker))}, ckpt)
+    proc = _run([
+        sys.executable, 'tools/test.py', CONFIG,
+        str(ckpt), '--work-dir',
+        str(tmp_path / 'w')
+    ], env, repo_root, check=False)
+    assert proc.returncode != 0
+    assert 'UnsafeCheckpointError' in proc.stderr
+    # `open` pickles as io.open; the message names it.
+    assert "contains a pickled object of type 'io.open'" in proc.stderr
+    assert not marker.exists()
+
+
+def test_dist_train_usage(repo_root, env):
+    proc = _run(['bash', 'tools/dist_train.sh', CONFIG], env, repo_root,
+                check=False)
+    assert proc.returncode == 2
+    assert 'usage: ' in proc.stderr and 'CONFIG GPUS' in proc.stderr
