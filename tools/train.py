@@ -32,8 +32,8 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.runner import Runner
 
 import mapet  # noqa: F401  (registers components, safe checkpoints)
-from mapet.utils.dist_env import (init_distributed, setup_default_scope,
-                                  use_cpu_ddp)
+from mapet.utils.dist_env import (check_gpu_count, init_distributed,
+                                  setup_default_scope, use_cpu_ddp)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -181,6 +181,9 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
+    # First, before anything creates mmengine's logger (which itself fails
+    # with an IndexError when a rank has no GPU).
+    check_gpu_count(args.launcher)
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
     setup_default_scope(cfg)

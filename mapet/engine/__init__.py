@@ -1,2 +1,3 @@
 
 from . import hooks, optimizers  # noqa: F401
+from . import runner  # noqa: F401

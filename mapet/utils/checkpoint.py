@@ -38,7 +38,6 @@ those types with ``torch.serialization.add_safe_globals([...])`` in a module
 listed in ``custom_imports``, or convert it once yourself (``torch.load(...,
 weights_only=False)`` then ``torch.save({'state_dict': ...})``).
 """
-import logging
 import os
 import os.path as osp
 import pickle
@@ -47,7 +46,6 @@ from typing import IO, Any, Callable, List, Optional, Union
 
 import numpy as np
 import torch
-from mmengine.logging import print_log
 from mmengine.logging.history_buffer import HistoryBuffer
 
 __all__ = [
@@ -242,7 +240,3 @@ def activate() -> None:
     # Its allow-list contains builtins.getattr; expose ours instead.
     mm_ckpt.get_torch_safe_globals = safe_globals
     _ACTIVE = True
-    print_log(
-        'mapet: checkpoints load with weights_only=True only (no fallback).',
-        logger='current',
-        level=logging.DEBUG)

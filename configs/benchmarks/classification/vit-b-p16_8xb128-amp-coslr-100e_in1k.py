@@ -37,4 +37,3 @@ param_scheduler = [
 train_cfg = dict(max_epochs=max_epochs)
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
-randomness = dict(seed=0, diff_rank_seed=True)

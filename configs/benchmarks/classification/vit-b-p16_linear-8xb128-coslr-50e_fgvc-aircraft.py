@@ -13,4 +13,3 @@ model = dict(
         num_classes={{_base_.data_preprocessor.num_classes}}))
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
-randomness = dict(seed=0, diff_rank_seed=True)

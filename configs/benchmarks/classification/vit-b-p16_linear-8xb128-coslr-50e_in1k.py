@@ -10,4 +10,3 @@ model = dict(
     backbone=dict(arch='deit-base'), head=dict(in_channels=768))
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
-randomness = dict(seed=0, diff_rank_seed=True)

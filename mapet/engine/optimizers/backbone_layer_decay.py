@@ -23,7 +23,7 @@ class BackboneLayerDecayOptimWrapperConstructor(
     """Layer-wise lr decay driven by ``model.backbone.get_layer_depth``.
 
     The parameter-wise options are those of
-    :class:`mmpretrain.engine.optimizers.LearningRateDecayOptimWrapperConstructor`
+    mmpretrain's :class:`LearningRateDecayOptimWrapperConstructor`
     (``layer_decay_rate``, ``flat_decay_mult``, ``custom_keys`` ...). A
     parameter named ``backbone.<name>`` gets
     ``lr * layer_decay_rate ** (num_depths - 1 - depth)`` where

@@ -1,0 +1,54 @@
+"""Fault injection for the crash-safety tests: die in the middle of a write.
+
+Importing this module (``custom_imports`` or ``-c 'import ...'``) wraps
+:func:`os.fdopen` when ``MAPET_KILL_WRITE_MATCH`` is set: the first file
+opened through a descriptor whose path contains that string writes half of
+its first ``write()`` call (or ``MAPET_KILL_WRITE_AFTER`` bytes), flushes
+and fsyncs it to disk, and then the process sends itself SIGKILL. This is
+what a preemption or the OOM killer does to a writer, made reproducible.
+``mapet.utils.atomic.atomic_write`` opens its temporary file this way.
+"""
+import os
+import signal
+
+_MATCH = os.environ.get('MAPET_KILL_WRITE_MATCH')
+_AFTER = os.environ.get('MAPET_KILL_WRITE_AFTER')
+_original_fdopen = os.fdopen
+
+
+class _DyingFile:
+    """Proxy that dies during its first write."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+
+    def write(self, data):
+        n = int(_AFTER) if _AFTER else max(1, len(data) // 2)
+        self._f.write(data[:n])
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self._f.__exit__(*exc)
+
+
+def _fdopen(fd, *args, **kwargs):
+    f = _original_fdopen(fd, *args, **kwargs)
+    try:
+        path = os.readlink(f'/proc/self/fd/{fd}')
+    except OSError:
+        return f
+    if _MATCH and _MATCH in os.path.basename(path):
+        return _DyingFile(f)
+    return f
+
+
+if _MATCH:
+    os.fdopen = _fdopen

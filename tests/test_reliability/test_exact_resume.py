@@ -1,0 +1,176 @@
+"""Exact resume: SIGKILL mid-epoch, ``--resume auto``, same bits.
+
+Workload: ``tests/data/configs/reliability_mapet_resume.py`` (tiny MaPeT,
+24 demo images, 2 epochs x 6 iterations, shuffling, colour jitter, random
+permutations, drop path, warmup + cosine lr, a checkpoint every 4
+iterations). The reference run is uninterrupted with ``num_workers=0``;
+the interrupted run uses 2 *persistent* workers, sends itself SIGKILL
+before iteration 11 (checkpoint at 8, so iterations 9-10 are lost and
+redone) and is resumed with ``--resume``. Final parameters, optimizer
+state, every logged loss, and every (sample, permutation) pair must be
+bitwise identical.
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pytest
+import torch
+
+from mapet.datasets.sample_rng import (PerSampleRNG, reset_sample_rng_state,
+                                       set_sample_rng_state)
+from mapet.utils.checkpoint import safe_torch_load
+
+CONFIG = 'tests/data/configs/reliability_mapet_resume.py'
+KILL_AT = 10  # iterations done when the process dies (checkpoint at 8)
+WORKERS = [
+    'train_dataloader.num_workers=2',
+    'train_dataloader.persistent_workers=True'
+]
+
+
+@pytest.fixture(scope='module')
+def env(tools_env, repo_root) -> Dict[str, str]:
+    env = dict(tools_env)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [str(repo_root / 'tests' / 'data'), env['PYTHONPATH']])
+    return env
+
+
+def _train(repo_root: Path, env: Dict[str, str], work_dir: Path,
+           *extra: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable, 'tools/train.py', CONFIG, '--work-dir',
+        str(work_dir), *extra
+    ]
+    return subprocess.run(
+        cmd, cwd=repo_root, env=env, capture_output=True, text=True,
+        timeout=240)
+
+
+def _check(proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+
+
+def _logged_losses(work_dir: Path) -> List[Dict[int, float]]:
+    """One {step: loss} per run (timestamped log dir) in ``work_dir``."""
+    runs = []
+    for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
+        records = [json.loads(line) for line in path.read_text().split('\n')
+                   if line.strip()]
+        runs.append({r['step']: r['loss'] for r in records if 'loss' in r})
+    return runs
+
+
+def _samples(work_dir: Path) -> List[dict]:
+    path = work_dir / 'samples_rank0.jsonl'
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, env, repo_root, demo_data_root) -> Path:
+    work_dir = tmp_path_factory.mktemp('uninterrupted')
+    _check(_train(repo_root, env, work_dir))
+    return work_dir
+
+
+@pytest.fixture(scope='module')
+def interrupted(tmp_path_factory, env, repo_root, demo_data_root):
+    work_dir = tmp_path_factory.mktemp('killed')
+    killed = _train(repo_root, env, work_dir, '--cfg-options',
+                    f'custom_hooks.0.at_iter={KILL_AT}', *WORKERS)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not (work_dir / 'iter_12.pth').exists()
+    resumed = _train(repo_root, env, work_dir, '--resume', '--cfg-options',
+                     *WORKERS)
+    _check(resumed)
+    return work_dir, resumed.stdout + resumed.stderr
+
+
+def test_resume_after_sigkill_is_bit_exact(reference, interrupted):
+    work_dir, log = interrupted
+    assert 'Auto resumed from the latest checkpoint' in log
+    assert 'Resuming epoch 1 at batch 2/6 (iteration 8)' in log
+
+    ref = safe_torch_load(str(reference / 'iter_12.pth'))
+    got = safe_torch_load(str(work_dir / 'iter_12.pth'))
+    assert ref['state_dict'].keys() == got['state_dict'].keys()
+    for key, value in ref['state_dict'].items():
+        assert torch.equal(value, got['state_dict'][key]), key
+    ref_state = ref['optimizer']['state']
+    got_state = got['optimizer']['state']
+    for pid, slots in ref_state.items():
+        for name, value in slots.items():
+            assert torch.equal(torch.as_tensor(value),
+                               torch.as_tensor(got_state[pid][name]))
+
+
+def test_resume_logs_identical_losses(reference, interrupted):
+    work_dir, _ = interrupted
+    (ref, ) = _logged_losses(reference)
+    first, second = _logged_losses(work_dir)
+    assert sorted(ref) == list(range(1, 13))
+    assert sorted(first) == list(range(1, KILL_AT + 1))
+    assert sorted(second) == list(range(9, 13))
+    # Exact float equality, including iterations 9-10 run twice.
+    for run in (first, second):
+        for step, loss in run.items():
+            assert loss == ref[step], (step, loss, ref[step])
+
+
+def test_resume_replays_same_samples_and_permutations(reference, interrupted):
+    work_dir, _ = interrupted
+    ref = {r['iter']: r for r in _samples(reference)}
+    got = _samples(work_dir)
+    assert [r['iter'] for r in got] == list(range(KILL_AT)) + [8, 9, 10, 11]
+    for record in got:
+        expected = ref[record['iter']]
+        assert record['sample_idx'] == expected['sample_idx']
+        assert record['permutation'] == expected['permutation']
+    # Each epoch visits every sample once, with a fresh permutation.
+    by_epoch = {0: {}, 1: {}}
+    for record in ref.values():
+        for idx, perm in zip(record['sample_idx'], record['permutation']):
+            by_epoch[record['epoch']][idx] = perm
+    assert sorted(by_epoch[0]) == sorted(by_epoch[1]) == list(range(24))
+    assert sum(by_epoch[0][i] != by_epoch[1][i] for i in range(24)) >= 22
+
+
+class _Draw:
+    """A transform drawing from all three global RNGs."""
+
+    def __call__(self, results: dict) -> dict:
+        results['draw'] = (np.random.randint(1 << 30), random.random(),
+                           float(torch.rand(1)))
+        return results
+
+
+def test_per_sample_rng_is_pure_and_restores_global_state():
+    wrapped = PerSampleRNG([_Draw()])
+    try:
+        set_sample_rng_state(seed=7, epoch=3)
+        np.random.seed(1)
+        before = np.random.get_state()[1].copy()
+        a = wrapped({'sample_idx': 5})['draw']
+        assert np.array_equal(np.random.get_state()[1], before)
+        np.random.seed(2)  # another global state: same draw
+        random.seed(2)
+        torch.manual_seed(2)
+        assert wrapped({'sample_idx': 5})['draw'] == a
+        assert wrapped({'sample_idx': 6})['draw'] != a
+        set_sample_rng_state(epoch=4)
+        assert wrapped({'sample_idx': 5})['draw'] != a
+        with pytest.raises(KeyError, match='sample_idx'):
+            wrapped({})
+        reset_sample_rng_state()
+        with pytest.raises(RuntimeError, match="mp_start_method='fork'"):
+            wrapped({'sample_idx': 5})
+        assert 'PerSampleRNG(transforms=' in repr(wrapped)
+    finally:
+        reset_sample_rng_state()
