@@ -5,7 +5,7 @@ resolves scoped names among direct children of the root), so we reuse
 mmpretrain's: mmpretrain-scope configs write ``type='MaPeT'``, mmseg configs
 write ``type='mmpretrain.MaPeTViT'`` with ``custom_imports=dict(imports=['mapet'])``.
 """
-from mmpretrain.registry import (DATA_SAMPLERS, DATASETS, EVALUATOR, HOOKS,
+from mmpretrain.registry import (DATA_SAMPLERS, DATASETS, EVALUATORS, HOOKS,
                                  LOOPS, METRICS, MODEL_WRAPPERS, MODELS,
                                  OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
                                  OPTIMIZERS, PARAM_SCHEDULERS, RUNNERS,
@@ -13,7 +13,7 @@ from mmpretrain.registry import (DATA_SAMPLERS, DATASETS, EVALUATOR, HOOKS,
                                  WEIGHT_INITIALIZERS)
 
 __all__ = [
-    'DATA_SAMPLERS', 'DATASETS', 'EVALUATOR', 'HOOKS', 'LOOPS', 'METRICS',
+    'DATA_SAMPLERS', 'DATASETS', 'EVALUATORS', 'HOOKS', 'LOOPS', 'METRICS',
     'MODEL_WRAPPERS', 'MODELS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS',
     'OPTIMIZERS', 'PARAM_SCHEDULERS', 'RUNNERS', 'TRANSFORMS', 'VISBACKENDS',
     'VISUALIZERS', 'WEIGHT_INITIALIZERS'

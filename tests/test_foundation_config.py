@@ -1,6 +1,5 @@
 """`mapet::` config inheritance and the CLI -> config merging of the tools."""
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest

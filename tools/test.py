@@ -137,7 +137,8 @@ def _merge_seg(cfg: Config, args: argparse.Namespace) -> None:
         if 'visualization' not in cfg.default_hooks:
             raise RuntimeError(
                 'VisualizationHook must be included in default_hooks. '
-                "refer to usage 'visualization=dict(type='VisualizationHook')'")
+                'refer to usage '
+                "'visualization=dict(type='SegVisualizationHook')'")
         vis = cfg.default_hooks.visualization
         vis['draw'] = True
         if args.show:

@@ -22,8 +22,8 @@ from typing import Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from mapet.utils.atomic import (atomic_write, atomic_write_text,
-                                checksum_path, verify_checksum, write_checksum)
+from mapet.utils.atomic import (atomic_write, atomic_write_text, checksum_path,
+                                verify_checksum, write_checksum)
 
 PathLike = Union[str, os.PathLike]
 
@@ -75,11 +75,14 @@ def save_codebook(path: PathLike, centroids: np.ndarray,
         centroids_sha256=centroids_sha256(centroids))
     text = json.dumps(meta, sort_keys=True)
     with atomic_write(path, 'wb') as f:
-        np.savez(f, **{_CENTROIDS_KEY: centroids,
-                       _METADATA_KEY: np.array(text)})
+        np.savez(f, **{
+            _CENTROIDS_KEY: centroids,
+            _METADATA_KEY: np.array(text)
+        })
     write_checksum(path)
-    atomic_write_text(osp.splitext(path)[0] + '.json',
-                      json.dumps(meta, indent=2, sort_keys=True) + '\n')
+    atomic_write_text(
+        osp.splitext(path)[0] + '.json',
+        json.dumps(meta, indent=2, sort_keys=True) + '\n')
     return meta
 
 
@@ -117,8 +120,9 @@ def load_codebook(path: PathLike) -> Tuple[np.ndarray, Dict]:
                     f'{path} has no {_CENTROIDS_KEY!r} array (keys: '
                     f'{loaded.files}); it is not a k-CLIP codebook file')
             centroids = loaded[_CENTROIDS_KEY]
-            meta = (json.loads(str(loaded[_METADATA_KEY]))
-                    if _METADATA_KEY in loaded.files else {})
+            meta = (
+                json.loads(str(loaded[_METADATA_KEY]))
+                if _METADATA_KEY in loaded.files else {})
     else:
         centroids, meta = loaded, {}
     if centroids.ndim != 2 or not np.issubdtype(centroids.dtype, np.floating):
@@ -134,8 +138,10 @@ def load_codebook(path: PathLike) -> Tuple[np.ndarray, Dict]:
             f'Codebook {path} is corrupt: centroids sha256 {digest} differs '
             f'from the recorded {expected}; re-fit or re-copy it')
     meta = dict(meta)
-    meta.update(num_centroids=int(centroids.shape[0]),
-                dim=int(centroids.shape[1]), centroids_sha256=digest)
+    meta.update(
+        num_centroids=int(centroids.shape[0]),
+        dim=int(centroids.shape[1]),
+        centroids_sha256=digest)
     return centroids, meta
 
 
@@ -144,21 +150,22 @@ def _unit_roundoff(dtype: torch.dtype) -> float:
 
 
 @torch.no_grad()
-def nearest_centroid(features: torch.Tensor,
-                     centroids: torch.Tensor,
-                     chunk_size: int = 4096,
-                     centroid_norms: Optional[torch.Tensor] = None
-                     ) -> torch.Tensor:
+def nearest_centroid(
+        features: torch.Tensor,
+        centroids: torch.Tensor,
+        chunk_size: int = 4096,
+        centroid_norms: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Exact nearest centroid under squared L2, ties to the lower index.
 
     Two stages per chunk of ``chunk_size`` rows, so memory stays bounded by
     ``chunk_size x K``:
 
-    1. A float32 GEMM evaluates ``|x|^2 - 2 x.c + |c|^2`` (TF32/bf16 matmul
-       shortcuts disabled). Its rounding error is bounded by
-       ``err = 2 * gamma_(D+3) * (|x| + |c|)^2`` (``gamma_n = n u / (1 - n u)``,
-       the classic dot-product bound), so every centroid whose true distance
-       could be minimal satisfies ``d_hat - err <= min(d_hat + err)``.
+    1. A float32 GEMM evaluates ``d_hat = |x|^2 - 2 x.c + |c|^2`` (TF32/bf16
+       matmul shortcuts disabled). Its rounding error is at most
+       ``E = 2 * gamma_(D+3) * (|x| + max|c|)^2`` (the classic dot-product
+       bound with ``gamma_n = n u / (1 - n u)``, doubled for safety), so
+       the true minimiser satisfies ``d_hat <= min(d_hat) + 2 E``: those
+       are the candidates.
     2. Those candidates (usually one per row) are re-scored in float64 as
        ``((x - c) ** 2).sum()`` and the lowest index among the minima wins.
 
@@ -176,8 +183,9 @@ def nearest_centroid(features: torch.Tensor,
         Tensor: (N,) int64 indices.
     """
     if features.ndim != 2 or centroids.ndim != 2:
-        raise ValueError('features and centroids must be 2-D, got '
-                         f'{tuple(features.shape)} and {tuple(centroids.shape)}')
+        raise ValueError(
+            'features and centroids must be 2-D, got '
+            f'{tuple(features.shape)} and {tuple(centroids.shape)}')
     if features.shape[1] != centroids.shape[1]:
         raise ValueError(
             f'Feature dimension {features.shape[1]} does not match the '
@@ -190,6 +198,7 @@ def nearest_centroid(features: torch.Tensor,
         centroid_norms = centroids.double().norm(dim=1)
     c_norm = centroid_norms.to(device=device, dtype=torch.float64)
     c_sq = (c_norm**2).float()
+    c_max = c_norm.max()
     n_ops = dim + 3
     u = _unit_roundoff(torch.float32)
     gamma = 2 * n_ops * u / (1 - n_ops * u)
@@ -202,21 +211,21 @@ def nearest_centroid(features: torch.Tensor,
             x32 = x.float()
             x_norm = x.double().norm(dim=1)
             # d_hat = |x|^2 - 2 x.c + |c|^2, in place to bound memory.
-            d_hat = torch.addmm(c_sq.unsqueeze(0), x32, centroids.t(),
-                                alpha=-2.0)
+            d_hat = torch.addmm(
+                c_sq.unsqueeze(0), x32, centroids.t(), alpha=-2.0)
             d_hat += (x_norm**2).float().unsqueeze(1)
-            err = x_norm.float().unsqueeze(1) + c_norm.float().unsqueeze(0)
-            err.square_().mul_(gamma)
-            upper = (d_hat + err).amin(dim=1, keepdim=True)
-            candidates = (d_hat - err) <= upper
-            del d_hat, err
+            # per-row bound with the largest centroid norm: one (rows,)
+            # vector instead of a rows x K error matrix
+            margin = 2 * gamma * (x_norm + c_max)**2
+            thresh = d_hat.amin(dim=1).double() + margin
+            candidates = d_hat <= thresh.float().unsqueeze(1)
+            del d_hat
             rows, cols = candidates.nonzero(as_tuple=True)
             if rows.numel() == x.shape[0]:
                 # exactly one candidate per row: it is the answer
                 out[start:start + x.shape[0]] = cols
                 continue
-            best = _refine(x, centroids, rows, cols, num_centroids,
-                           chunk_size)
+            best = _refine(x, centroids, rows, cols, num_centroids, chunk_size)
             out[start:start + x.shape[0]] = best
     finally:
         torch.set_float32_matmul_precision(prev_precision)
@@ -233,12 +242,16 @@ def _refine(x: torch.Tensor, centroids: torch.Tensor, rows: torch.Tensor,
         r, c = rows[s:s + pair_chunk], cols[s:s + pair_chunk]
         diff = x[r].double() - centroids[c].double()
         dist[s:s + pair_chunk] = (diff * diff).sum(dim=1)
-    row_min = torch.full((n_rows, ), float('inf'), dtype=torch.float64,
+    row_min = torch.full((n_rows, ),
+                         float('inf'),
+                         dtype=torch.float64,
                          device=x.device)
     row_min.scatter_reduce_(0, rows, dist, reduce='amin')
     masked = torch.where(dist == row_min[rows], cols,
                          torch.full_like(cols, num_centroids))
-    best = torch.full((n_rows, ), num_centroids, dtype=torch.long,
+    best = torch.full((n_rows, ),
+                      num_centroids,
+                      dtype=torch.long,
                       device=x.device)
     best.scatter_reduce_(0, rows, masked, reduce='amin')
     return best

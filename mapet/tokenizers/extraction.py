@@ -28,14 +28,22 @@ FAISS_MISSING = (
 
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit='img', disable=not enabled,
-                dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit='img',
+        disable=not enabled,
+        dynamic_ncols=True)
 
 
 def _loader(dataset, batch_size: int, num_workers: int,
             pin: bool) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                      num_workers=num_workers, pin_memory=pin)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin)
 
 
 def extract_tokens(tokenizer: nn.Module,
@@ -106,12 +114,18 @@ def extract_tokens(tokenizer: nn.Module,
         ts.prepare_parts(out_dir, dict(job, chunk_size=chunk_size))
 
     n = len(records)
-    rows = [min(chunk_size, n - c * chunk_size)
-            for c in range(ts.num_chunks(n, chunk_size))]
-    todo = [c for c in range(len(rows)) if c % world_size == rank
-            and not ts.chunk_done(out_dir, c, rows[c], num_tokens)]
-    indices = [i for c in todo
-               for i in range(c * chunk_size, c * chunk_size + rows[c])]
+    rows = [
+        min(chunk_size, n - c * chunk_size)
+        for c in range(ts.num_chunks(n, chunk_size))
+    ]
+    todo = [
+        c for c in range(len(rows)) if c % world_size == rank
+        and not ts.chunk_done(out_dir, c, rows[c], num_tokens)
+    ]
+    indices = [
+        i for c in todo
+        for i in range(c * chunk_size, c * chunk_size + rows[c])
+    ]
     if device is None:
         device = next(iter(tokenizer.parameters())).device
     tokenizer.to(device)
@@ -145,8 +159,8 @@ def _check_or_write_job(path: str, job: Dict[str, Any]) -> None:
     if osp.isfile(path):
         with open(path, encoding='utf-8') as f:
             old = json.load(f)
-        diff = sorted(k for k in set(old) | set(job)
-                      if old.get(k) != job.get(k))
+        diff = sorted(
+            k for k in set(old) | set(job) if old.get(k) != job.get(k))
         if diff:
             raise ValueError(
                 f'{osp.dirname(path)} caches features of another run '
@@ -198,11 +212,16 @@ def sample_clip_features(trunk: nn.Module,
     records = sorted_unique(records)
     n = len(records)
     relpaths = [r.relpath for r in records]
-    job = dict(job_info or {}, input_size=input_size, normalize=normalize,
-               fraction=fraction, seed=seed, shard_size=shard_size,
-               interpolation=interpolation,
-               dataset_fingerprint=ts.dataset_fingerprint(relpaths),
-               num_images=n)
+    job = dict(
+        job_info or {},
+        input_size=input_size,
+        normalize=normalize,
+        fraction=fraction,
+        seed=seed,
+        shard_size=shard_size,
+        interpolation=interpolation,
+        dataset_fingerprint=ts.dataset_fingerprint(relpaths),
+        num_images=n)
     os.makedirs(work_dir, exist_ok=True)
     if rank == 0:
         _check_or_write_job(osp.join(work_dir, 'job.json'), job)
@@ -210,10 +229,14 @@ def sample_clip_features(trunk: nn.Module,
     if rank != 0:
         _check_or_write_job(osp.join(work_dir, 'job.json'), job)
     num_shards = ts.num_chunks(n, shard_size)
-    todo = [s for s in range(num_shards) if s % world_size == rank
-            and not osp.isfile(_shard_path(work_dir, s))]
-    indices = [i for s in todo
-               for i in range(s * shard_size, min(n, (s + 1) * shard_size))]
+    todo = [
+        s for s in range(num_shards)
+        if s % world_size == rank and not osp.isfile(_shard_path(work_dir, s))
+    ]
+    indices = [
+        i for s in todo
+        for i in range(s * shard_size, min(n, (s + 1) * shard_size))
+    ]
     if device is None:
         device = next(trunk.parameters()).device
     trunk.to(device).eval()
@@ -244,15 +267,26 @@ def sample_clip_features(trunk: nn.Module,
     dist_barrier()
     if rank != 0:
         return None
-    missing = [s for s in range(num_shards)
-               if not osp.isfile(_shard_path(work_dir, s))]
+    missing = [
+        s for s in range(num_shards)
+        if not osp.isfile(_shard_path(work_dir, s))
+    ]
     if missing:
         raise RuntimeError(f'feature shards missing: {missing[:5]}; rerun to '
                            'resume')
-    return np.concatenate([
-        np.load(_shard_path(work_dir, s), allow_pickle=False)
+    # fill one preallocated array from memory-mapped shards: at ImageNet
+    # scale the sample is ~80 GB and must not be held twice
+    shards = [
+        np.load(_shard_path(work_dir, s), mmap_mode='r', allow_pickle=False)
         for s in range(num_shards)
-    ])
+    ]
+    dim = max(sh.shape[1] for sh in shards)
+    out = np.empty((sum(len(sh) for sh in shards), dim), dtype=np.float32)
+    pos = 0
+    for sh in shards:
+        out[pos:pos + len(sh)] = sh
+        pos += len(sh)
+    return out
 
 
 def fit_kmeans(features: np.ndarray,
@@ -282,8 +316,14 @@ def fit_kmeans(features: np.ndarray,
     if use_gpu is None:
         use_gpu = gpus > 0
     kmeans = faiss.Kmeans(
-        x.shape[1], num_centroids, niter=niter, nredo=nredo, seed=seed,
-        max_points_per_centroid=max_points_per_centroid, gpu=bool(use_gpu),
-        verbose=verbose, spherical=False)
+        x.shape[1],
+        num_centroids,
+        niter=niter,
+        nredo=nredo,
+        seed=seed,
+        max_points_per_centroid=max_points_per_centroid,
+        gpu=bool(use_gpu),
+        verbose=verbose,
+        spherical=False)
     kmeans.train(x)
     return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)

@@ -93,8 +93,8 @@ def prepare_parts(root: PathLike, job: Dict) -> None:
     if osp.isfile(job_path):
         with open(job_path, encoding='utf-8') as f:
             old = json.load(f)
-        diff = sorted(k for k in set(old) | set(job)
-                      if old.get(k) != job.get(k))
+        diff = sorted(
+            k for k in set(old) | set(job) if old.get(k) != job.get(k))
         if diff:
             raise TokenStoreError(
                 f'{root}/{PARTS_DIR} holds parts of another extraction '
@@ -159,8 +159,8 @@ def merge_store(root: PathLike, relpaths: Sequence[str], chunk_size: int,
     n = len(relpaths)
     missing = [
         c for c in range(num_chunks(n, chunk_size))
-        if not chunk_done(root, c, min(chunk_size, n - c * chunk_size),
-                          num_tokens)
+        if not chunk_done(root, c, min(chunk_size, n -
+                                       c * chunk_size), num_tokens)
     ]
     if missing:
         raise TokenStoreError(
@@ -168,8 +168,11 @@ def merge_store(root: PathLike, relpaths: Sequence[str], chunk_size: int,
             f'incomplete (first: {missing[:5]}); rerun the extraction to '
             'resume')
     tokens_path = osp.join(root, TOKENS_NAME)
-    header = {'descr': np.lib.format.dtype_to_descr(np.dtype(TOKEN_DTYPE)),
-              'fortran_order': False, 'shape': (n, num_tokens)}
+    header = {
+        'descr': np.lib.format.dtype_to_descr(np.dtype(TOKEN_DTYPE)),
+        'fortran_order': False,
+        'shape': (n, num_tokens)
+    }
     with atomic_write(tokens_path, 'wb') as f:
         np.lib.format.write_array_header_1_0(f, header)
         for c in range(num_chunks(n, chunk_size)):
@@ -253,7 +256,8 @@ class TokenStore:
         """(num_images, num_tokens) uint16 memory map."""
         if self._tokens is None:
             self._tokens = np.load(
-                osp.join(self.root, TOKENS_NAME), mmap_mode='r',
+                osp.join(self.root, TOKENS_NAME),
+                mmap_mode='r',
                 allow_pickle=False)
         return self._tokens
 
@@ -262,7 +266,8 @@ class TokenStore:
         """(num_images,) sorted bytes array of relative paths."""
         if self._index is None:
             self._index = np.load(
-                osp.join(self.root, INDEX_NAME), mmap_mode='r',
+                osp.join(self.root, INDEX_NAME),
+                mmap_mode='r',
                 allow_pickle=False)
         return self._index
 
@@ -349,8 +354,8 @@ class TokenStore:
 
     def verify(self) -> None:
         """Re-hash both arrays against the manifest (reads every byte)."""
-        for name, key in ((TOKENS_NAME, 'tokens_sha256'),
-                          (INDEX_NAME, 'index_sha256')):
+        for name, key in ((TOKENS_NAME, 'tokens_sha256'), (INDEX_NAME,
+                                                           'index_sha256')):
             digest = sha256_file(osp.join(self.root, name))
             if digest != self.manifest.get(key):
                 raise TokenStoreError(

@@ -58,7 +58,8 @@ def atomic_write(path: PathLike,
         IO: The open temporary file.
     """
     if mode not in ('w', 'wb'):
-        raise ValueError(f"atomic_write supports mode 'w' or 'wb', got {mode!r}")
+        raise ValueError(
+            f"atomic_write supports mode 'w' or 'wb', got {mode!r}")
     path = os.fspath(path)
     dirname = osp.dirname(osp.abspath(path))
     os.makedirs(dirname, exist_ok=True)
@@ -96,7 +97,9 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
         f.write(data)
 
 
-def atomic_write_text(path: PathLike, text: str, encoding: str = 'utf-8') -> None:
+def atomic_write_text(path: PathLike,
+                      text: str,
+                      encoding: str = 'utf-8') -> None:
     """Write ``text`` to ``path`` atomically.
 
     Args:

@@ -156,9 +156,10 @@ def safe_torch_load(file: Union[str, os.PathLike, IO],
     if weights_only is False:
         return torch.load(file, map_location=map_location, weights_only=False)
     try:
-        with torch.serialization.safe_globals(safe_globals()):
-            return torch.load(
-                file, map_location=map_location, weights_only=True)
+        # Not the `safe_globals` context manager: its exit *removes* the
+        # globals, also the process-wide registration made by activate().
+        torch.serialization.add_safe_globals(safe_globals())
+        return torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         message = str(e)
         type_name = _offending_type(message)

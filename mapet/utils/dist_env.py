@@ -51,7 +51,8 @@ def check_gpu_count(launcher: str) -> None:
         raise RuntimeError(
             f'Process with local rank {local_rank} needs its own GPU, but '
             f'only {num_gpus} GPU(s) are visible on this node '
-            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+            f'(CUDA_VISIBLE_DEVICES='
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
             '. The second argument of tools/dist_train.sh (GPUS) is the '
             f'number of processes on this node: use at most {num_gpus}, or '
             'more nodes (NNODES/NODE_RANK/MASTER_ADDR).')

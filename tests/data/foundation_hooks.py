@@ -7,14 +7,18 @@ import json
 import os.path as osp
 from typing import Optional
 
-from mmengine.dist import get_rank
+import torch.distributed as torch_dist
+from mmengine.dist import get_rank, get_world_size, is_distributed
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
 
 @HOOKS.register_module()
 class FoundationLossRecorderHook(Hook):
-    """Write ``{iter: loss}`` of this rank to ``<work_dir>/loss_rank<r>.json``.
+    """Write this rank's losses to ``<work_dir>/loss_rank<r>.json``.
+
+    The file holds ``{"losses": {iter: loss}, "world_size": int,
+    "backend": str | None}`` (the process-group backend, if distributed).
 
     Args:
         filename (str): File name pattern with ``{rank}``.
@@ -37,5 +41,10 @@ class FoundationLossRecorderHook(Hook):
     def after_train(self, runner) -> None:
         path = osp.join(runner.work_dir,
                         self.filename.format(rank=get_rank()))
+        backend = torch_dist.get_backend() if is_distributed() else None
         with open(path, 'w') as f:
-            json.dump(self.losses, f)
+            json.dump(
+                dict(
+                    losses=self.losses,
+                    world_size=get_world_size(),
+                    backend=backend), f)

@@ -13,7 +13,8 @@ import signal
 
 _MATCH = os.environ.get('MAPET_KILL_WRITE_MATCH')
 _AFTER = os.environ.get('MAPET_KILL_WRITE_AFTER')
-_original_fdopen = os.fdopen
+# The true os.fdopen, also when this module is reloaded.
+_original_fdopen = getattr(os.fdopen, 'original', os.fdopen)
 
 
 class _DyingFile:
@@ -50,5 +51,6 @@ def _fdopen(fd, *args, **kwargs):
     return f
 
 
+_fdopen.original = _original_fdopen
 if _MATCH:
     os.fdopen = _fdopen

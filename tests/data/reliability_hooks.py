@@ -7,6 +7,9 @@
 * ``SampleRecorderHook``: appends ``{iter, rank, epoch, sample_idx}`` of every
   batch to ``<work_dir>/samples_rank<r>.jsonl`` (flushed per iteration, so
   it survives a kill).
+
+It also imports ``reliability_faults`` (kill in the middle of a file write,
+enabled by the ``MAPET_KILL_WRITE_MATCH`` environment variable).
 """
 import json
 import os
@@ -14,6 +17,7 @@ import os.path as osp
 import signal
 from typing import Optional, Sequence
 
+import reliability_faults  # noqa: F401  (active only with its env var)
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS

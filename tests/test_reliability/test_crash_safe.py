@@ -1,18 +1,18 @@
 """Crash-safe artifacts: writers SIGKILLed mid-write lose no good data.
 
 Every case first writes a good artifact, then runs a second writer in a
-subprocess that dies (SIGKILL, ``tests/data/reliability_faults.py``) after
+forked child that dies (SIGKILL, ``tests/data/reliability_faults.py``) after
 half of its bytes reached the disk, then checks that the previous file is
 byte-identical and verifies, or that the incomplete result is detected and
 redone. A last group corrupts files after the fact and checks the loaders
 refuse them by checksum.
 """
+import importlib
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
-from typing import Dict
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -41,24 +41,30 @@ def find_latest_checkpoint(path: str):
     return mmengine.runner.runner.find_latest_checkpoint(path)
 
 
-@pytest.fixture(scope='module')
-def env(tools_env, repo_root) -> Dict[str, str]:
-    env = dict(tools_env)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [str(repo_root / 'tests' / 'data'), env['PYTHONPATH']])
-    return env
+# tests/data holds the fault-injection module.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'data'))
 
 
-def _killed_writer(env: Dict[str, str], match: str, code: str,
-                   cwd: Path) -> None:
-    """Run ``code`` in a child that dies halfway through writing ``match``."""
-    run_env = dict(env, MAPET_KILL_WRITE_MATCH=match)
-    proc = subprocess.run(
-        [sys.executable, '-c', 'import reliability_faults, mapet\n' + code],
-        cwd=cwd, env=run_env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -signal.SIGKILL, (
-        f'writer was not killed mid-write (rc={proc.returncode}):\n'
-        f'{proc.stderr[-3000:]}')
+def _killed_writer(match: str, write: Callable[[], None]) -> None:
+    """Run ``write`` in a forked child that dies halfway through ``match``.
+
+    Fork (not a fresh interpreter) keeps the test fast; the child is killed
+    by a real SIGKILL from ``tests/data/reliability_faults.py``.
+    """
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.environ['MAPET_KILL_WRITE_MATCH'] = match
+            if 'reliability_faults' in sys.modules:  # re-read the env var
+                importlib.reload(sys.modules['reliability_faults'])
+            else:
+                importlib.import_module('reliability_faults')
+            write()
+        finally:
+            os._exit(3)  # only reached if the kill did not happen
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
+        f'writer was not killed mid-write (status {status})')
 
 
 def _leftovers(directory: Path, name: str) -> list:
@@ -72,16 +78,15 @@ def _ckpt(value: float) -> dict:
         state_dict={'w': torch.full((1024, 1024), value)})
 
 
-def test_checkpoint_killed_mid_write_keeps_previous(tmp_path, env):
+def test_checkpoint_killed_mid_write_keeps_previous(tmp_path):
     path = tmp_path / 'iter_4.pth'
     save_checkpoint(_ckpt(4.0), str(path))
     good_sha = sha256_file(path)
     assert (tmp_path / 'iter_4.pth.sha256').read_text().split()[0] == good_sha
 
-    _killed_writer(
-        env, 'iter_4.pth', 'import torch\nfrom mmengine.runner import '
-        'save_checkpoint\nsave_checkpoint(dict(state_dict={"w": torch.full('
-        f'(1024, 1024), 8.0)}}), {str(path)!r})', tmp_path)
+    # Tensors are made before fork: OpenMP's pool is not fork-safe.
+    newer = _ckpt(8.0)
+    _killed_writer('iter_4.pth', lambda: save_checkpoint(newer, str(path)))
 
     assert sha256_file(path) == good_sha  # zero bytes of it lost
     assert verify_checkpoint(str(path))
@@ -111,7 +116,8 @@ def test_auto_resume_skips_corrupt_and_truncated_checkpoints(tmp_path):
     with pytest.raises(CorruptCheckpointError, match='does not match its '
                        'checksum'):
         CheckpointLoader.load_checkpoint(str(tmp_path / 'iter_12.pth'))
-    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_8.pth')
+    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path /
+                                                        'iter_8.pth')
 
     # last_checkpoint emptied by a kill while it was being written, and a
     # truncated iter_8 without sidecar (e.g. copied by hand).
@@ -126,19 +132,19 @@ def test_auto_resume_skips_corrupt_and_truncated_checkpoints(tmp_path):
         CheckpointLoader.load_checkpoint(found)
     # With its sidecar it would be rejected outright and iter_4 used.
     (tmp_path / 'iter_8.pth.sha256').write_text('0' * 64 + '  iter_8.pth\n')
-    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_4.pth')
+    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path /
+                                                        'iter_4.pth')
 
 
-def test_codebook_killed_mid_write_keeps_previous(tmp_path, env):
+def test_codebook_killed_mid_write_keeps_previous(tmp_path):
     path = tmp_path / 'codebook.npz'
     good = np.arange(64 * 4096, dtype=np.float32).reshape(64, 4096)
     save_codebook(str(path), good, dict(model='test'))
     good_sha = sha256_file(path)
+    newer = np.ones((64, 4096), np.float32)
     _killed_writer(
-        env, 'codebook.npz', 'import numpy as np\nfrom mapet.tokenizers.'
-        'codebook import save_codebook\nsave_codebook('
-        f'{str(path)!r}, np.ones((64, 4096), np.float32), dict(model="x"))',
-        tmp_path)
+        'codebook.npz',
+        lambda: save_codebook(str(path), newer, dict(model='x')))
     assert sha256_file(path) == good_sha
     centroids, meta = load_codebook(str(path))
     np.testing.assert_array_equal(centroids, good)
@@ -158,7 +164,7 @@ def _store_args(n: int = 40, tokens: int = 16):
     return relpaths, manifest
 
 
-def test_token_store_chunk_and_merge_killed_are_redone(tmp_path, env):
+def test_token_store_chunk_and_merge_killed_are_redone(tmp_path):
     root = tmp_path / 'store'
     relpaths, manifest = _store_args()
     prepare_parts(root, dict(job='test', chunk_size=16))
@@ -170,9 +176,8 @@ def test_token_store_chunk_and_merge_killed_are_redone(tmp_path, env):
     # The writer of chunk 2 dies halfway: the chunk is not done and the
     # merge refuses to build a store.
     _killed_writer(
-        env, 'chunk_000002.npy', 'import numpy as np\nfrom mapet.tokenizers.'
-        'token_store import write_chunk\nwrite_chunk('
-        f'{str(root)!r}, 2, np.ones((8, 16), np.int64), 16)', tmp_path)
+        'chunk_000002.npy',
+        lambda: write_chunk(root, 2, np.ones((8, 16), np.int64), 16))
     assert not chunk_done(root, 2, 8, 16)
     with pytest.raises(TokenStoreError, match='missing or incomplete'):
         merge_store(root, relpaths, 16, 16, manifest)
@@ -183,9 +188,8 @@ def test_token_store_chunk_and_merge_killed_are_redone(tmp_path, env):
     # is reported incomplete (never loaded half-written), and rerunning the
     # merge completes it.
     _killed_writer(
-        env, 'tokens.npy', 'from mapet.tokenizers.token_store import '
-        f'merge_store\nmerge_store({str(root)!r}, {relpaths!r}, 16, 16, '
-        f'{manifest!r})', tmp_path)
+        'tokens.npy',
+        lambda: merge_store(root, relpaths, 16, 16, manifest))
     with pytest.raises(TokenStoreError, match='incomplete'):
         TokenStore(root)
     merge_store(root, relpaths, 16, 16, manifest)
@@ -201,3 +205,23 @@ def test_token_store_chunk_and_merge_killed_are_redone(tmp_path, env):
     tokens.write_bytes(bytes(data))
     with pytest.raises(TokenStoreError, match='corrupt'):
         TokenStore(root).verify()
+
+
+def test_load_visual_tokens_refuses_corrupt_store(tmp_path):
+    """The dataset transform verifies the arrays' checksums when built."""
+    from mmpretrain.registry import TRANSFORMS
+    root = tmp_path / 'store'
+    relpaths, manifest = _store_args(n=4)
+    prepare_parts(root, dict(job='verify'))
+    write_chunk(root, 0, np.arange(64).reshape(4, 16) % 16, 16)
+    merge_store(root, relpaths, 16, 16, manifest)
+    args = dict(type='LoadVisualTokens', store=str(root), grid_size=4,
+                vocab_size=16)
+    TRANSFORMS.build(args)
+    tokens = root / 'tokens.npy'
+    data = bytearray(tokens.read_bytes())
+    data[-1] ^= 0x01  # same size and header: only the checksum sees it
+    tokens.write_bytes(bytes(data))
+    with pytest.raises(TokenStoreError, match='tokens.npy .* is corrupt: '
+                       'sha256'):
+        TRANSFORMS.build(args)

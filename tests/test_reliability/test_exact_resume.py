@@ -4,11 +4,12 @@ Workload: ``tests/data/configs/reliability_mapet_resume.py`` (tiny MaPeT,
 24 demo images, 2 epochs x 6 iterations, shuffling, colour jitter, random
 permutations, drop path, warmup + cosine lr, a checkpoint every 4
 iterations). The reference run is uninterrupted with ``num_workers=0``;
-the interrupted run uses 2 *persistent* workers, sends itself SIGKILL
-before iteration 11 (checkpoint at 8, so iterations 9-10 are lost and
-redone) and is resumed with ``--resume``. Final parameters, optimizer
-state, every logged loss, and every (sample, permutation) pair must be
-bitwise identical.
+the interrupted run uses 2 *persistent* workers and is killed twice with
+SIGKILL: halfway through writing ``iter_8.pth`` (resume falls back to
+``iter_4.pth``, iterations 5-8 are redone), then before iteration 11
+(resume from ``iter_8.pth``, iterations 9-10 are redone), each time
+resumed with ``--resume``. Final parameters, optimizer state, every logged
+loss, and every (sample, permutation) pair must be bitwise identical.
 """
 import json
 import os
@@ -44,14 +45,14 @@ def env(tools_env, repo_root) -> Dict[str, str]:
 
 
 def _train(repo_root: Path, env: Dict[str, str], work_dir: Path,
-           *extra: str) -> subprocess.CompletedProcess:
+           *extra: str, **env_extra: str) -> subprocess.CompletedProcess:
     cmd = [
         sys.executable, 'tools/train.py', CONFIG, '--work-dir',
         str(work_dir), *extra
     ]
     return subprocess.run(
-        cmd, cwd=repo_root, env=env, capture_output=True, text=True,
-        timeout=240)
+        cmd, cwd=repo_root, env=dict(env, **env_extra), capture_output=True,
+        text=True, timeout=240)
 
 
 def _check(proc: subprocess.CompletedProcess) -> None:
@@ -82,21 +83,33 @@ def reference(tmp_path_factory, env, repo_root, demo_data_root) -> Path:
 
 @pytest.fixture(scope='module')
 def interrupted(tmp_path_factory, env, repo_root, demo_data_root):
+    """Two kills: during the write of iter_8.pth, then before iteration 11."""
     work_dir = tmp_path_factory.mktemp('killed')
-    killed = _train(repo_root, env, work_dir, '--cfg-options',
+    # 1. SIGKILL halfway through writing iter_8.pth (iterations 1-8 done).
+    first = _train(repo_root, env, work_dir, '--cfg-options', *WORKERS,
+                   MAPET_KILL_WRITE_MATCH='iter_8.pth')
+    assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
+    assert not (work_dir / 'iter_8.pth').exists()
+    partial = list(work_dir.glob('.iter_8.pth.tmp-*'))
+    assert len(partial) == 1 and partial[0].stat().st_size > 0
+    # 2. Resume (from iter_4, the newest intact checkpoint), die before
+    #    iteration 11 (iter_8 written this time).
+    second = _train(repo_root, env, work_dir, '--resume', '--cfg-options',
                     f'custom_hooks.0.at_iter={KILL_AT}', *WORKERS)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert second.returncode == -signal.SIGKILL, second.stderr[-3000:]
     assert not (work_dir / 'iter_12.pth').exists()
-    resumed = _train(repo_root, env, work_dir, '--resume', '--cfg-options',
-                     *WORKERS)
-    _check(resumed)
-    return work_dir, resumed.stdout + resumed.stderr
+    # 3. Resume from iter_8 and finish.
+    third = _train(repo_root, env, work_dir, '--resume', '--cfg-options',
+                   *WORKERS)
+    _check(third)
+    return work_dir, (second.stdout + second.stderr,
+                      third.stdout + third.stderr)
 
 
 def test_resume_after_sigkill_is_bit_exact(reference, interrupted):
-    work_dir, log = interrupted
-    assert 'Auto resumed from the latest checkpoint' in log
-    assert 'Resuming epoch 1 at batch 2/6 (iteration 8)' in log
+    work_dir, (second_log, third_log) = interrupted
+    assert 'Resuming epoch 0 at batch 4/6 (iteration 4)' in second_log
+    assert 'Resuming epoch 1 at batch 2/6 (iteration 8)' in third_log
 
     ref = safe_torch_load(str(reference / 'iter_12.pth'))
     got = safe_torch_load(str(work_dir / 'iter_12.pth'))
@@ -114,12 +127,13 @@ def test_resume_after_sigkill_is_bit_exact(reference, interrupted):
 def test_resume_logs_identical_losses(reference, interrupted):
     work_dir, _ = interrupted
     (ref, ) = _logged_losses(reference)
-    first, second = _logged_losses(work_dir)
+    first, second, third = _logged_losses(work_dir)
     assert sorted(ref) == list(range(1, 13))
-    assert sorted(first) == list(range(1, KILL_AT + 1))
-    assert sorted(second) == list(range(9, 13))
-    # Exact float equality, including iterations 9-10 run twice.
-    for run in (first, second):
+    assert sorted(first) == list(range(1, 9))
+    assert sorted(second) == list(range(5, KILL_AT + 1))
+    assert sorted(third) == list(range(9, 13))
+    # Exact float equality, including iterations 5-10 run twice.
+    for run in (first, second, third):
         for step, loss in run.items():
             assert loss == ref[step], (step, loss, ref[step])
 
@@ -128,7 +142,8 @@ def test_resume_replays_same_samples_and_permutations(reference, interrupted):
     work_dir, _ = interrupted
     ref = {r['iter']: r for r in _samples(reference)}
     got = _samples(work_dir)
-    assert [r['iter'] for r in got] == list(range(KILL_AT)) + [8, 9, 10, 11]
+    assert [r['iter'] for r in got] == (
+        list(range(8)) + list(range(4, KILL_AT)) + [8, 9, 10, 11])
     for record in got:
         expected = ref[record['iter']]
         assert record['sample_idx'] == expected['sample_idx']

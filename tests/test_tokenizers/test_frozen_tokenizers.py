@@ -10,8 +10,8 @@ NUM_EMBED = 32
 EMBED_DIMS = 8
 IMG = 32
 TINY_VQKD_ENCODER = dict(
-    arch=dict(embed_dims=32, num_layers=2, num_heads=2,
-              feedforward_channels=64),
+    arch=dict(
+        embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
     img_size=IMG,
     patch_size=16,
     out_type='featmap',
@@ -21,15 +21,18 @@ TINY_VQKD_ENCODER = dict(
     use_rel_pos_bias=False,
     layer_scale_init_value=0.,
     norm_cfg=dict(type='LN', eps=1e-6))
-TINY_DALLE = dict(group_count=4, n_hid=8, n_blk_per_group=1,
-                  vocab_size=NUM_EMBED)
+TINY_DALLE = dict(
+    group_count=4, n_hid=8, n_blk_per_group=1, vocab_size=NUM_EMBED)
 
 
 def _reference_vqkd():
     from mmpretrain.models.selfsup.beit import VQKD
     torch.manual_seed(0)
-    return VQKD(encoder_config=TINY_VQKD_ENCODER, num_embed=NUM_EMBED,
-                embed_dims=EMBED_DIMS, quantize_kmeans_init=False)
+    return VQKD(
+        encoder_config=TINY_VQKD_ENCODER,
+        num_embed=NUM_EMBED,
+        embed_dims=EMBED_DIMS,
+        quantize_kmeans_init=False)
 
 
 @pytest.fixture(scope='module')
@@ -44,8 +47,11 @@ def vqkd_file(tmp_path_factory):
 
 
 def _frozen_vqkd(path):
-    return FrozenVQKD(encoder_config=TINY_VQKD_ENCODER, num_embed=NUM_EMBED,
-                      embed_dims=EMBED_DIMS, checkpoint=str(path))
+    return FrozenVQKD(
+        encoder_config=TINY_VQKD_ENCODER,
+        num_embed=NUM_EMBED,
+        embed_dims=EMBED_DIMS,
+        checkpoint=str(path))
 
 
 def test_vqkd_loads_released_file_and_tokens(vqkd_file):
@@ -60,8 +66,8 @@ def test_vqkd_loads_released_file_and_tokens(vqkd_file):
     ref.eval()
     with torch.no_grad():
         feats = ref.encoder(images)[0].flatten(2).transpose(1, 2)
-        z = F.normalize(ref.encode_task_layer(feats), dim=-1).reshape(
-            -1, EMBED_DIMS)
+        z = F.normalize(
+            ref.encode_task_layer(feats), dim=-1).reshape(-1, EMBED_DIMS)
     code = ref.quantize.embedding.weight
     diff = z.double()[:, None] - code.double()[None]
     expected = (diff * diff).sum(-1).argmin(1).view(2, -1)
@@ -77,8 +83,10 @@ def test_vqkd_codebook_unchanged_after_training_steps(vqkd_file):
     trainable = [p for p in parent.parameters() if p.requires_grad]
     assert len(trainable) == 2  # only the head
     optim = torch.optim.AdamW(trainable, lr=1e-2)
-    snapshot = {k: v.clone() for k, v in
-                nn.Module.state_dict(tok.vqkd, keep_vars=False).items()}
+    snapshot = {
+        k: v.clone()
+        for k, v in nn.Module.state_dict(tok.vqkd, keep_vars=False).items()
+    }
     parent.train()
     for _ in range(3):
         images = torch.randn(2, 3, IMG, IMG)
@@ -101,8 +109,11 @@ def test_vqkd_codebook_unchanged_after_training_steps(vqkd_file):
 
 def test_vqkd_checkpoint_mismatch(tmp_path):
     ref = _reference_vqkd()
-    state = {k: v for k, v in ref.state_dict().items()
-             if not k.startswith('encode_task_layer')}
+    state = {
+        k: v
+        for k, v in ref.state_dict().items()
+        if not k.startswith('encode_task_layer')
+    }
     torch.save(state, tmp_path / 'bad.pth')
     with pytest.raises(ValueError, match='missing keys.*encode_task_layer'):
         _frozen_vqkd(tmp_path / 'bad.pth')
@@ -113,8 +124,8 @@ def test_dalle_loads_file_tokens_frozen(tmp_path):
     torch.manual_seed(0)
     ref = DALLEEncoder(**TINY_DALLE)
     torch.save(ref.state_dict(), tmp_path / 'dalle_encoder.pth')
-    tok = FrozenDALLE(checkpoint=str(tmp_path / 'dalle_encoder.pth'),
-                      **TINY_DALLE)
+    tok = FrozenDALLE(
+        checkpoint=str(tmp_path / 'dalle_encoder.pth'), **TINY_DALLE)
     images = torch.randn(2, 3, IMG, IMG)
     with torch.no_grad():
         expected = ref(images).argmax(1).flatten(1)

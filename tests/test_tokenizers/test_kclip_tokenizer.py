@@ -30,14 +30,17 @@ def brute_force(features: torch.Tensor, centroids: torch.Tensor):
 
 
 @pytest.fixture(scope='module')
-def setup(rn50_checkpoint, tmp_path_factory):
+def kclip_case(rn50_checkpoint, tmp_path_factory):
     torch.manual_seed(1)
     images = torch.randn(3, 3, IMG_H, IMG_W)
     feats = reference_features(rn50_checkpoint, images)
     g = torch.Generator().manual_seed(2)
     # Codebook built around the features so that ties and near-ties occur:
-    centroids = [feats[i] + 0.01 * feats[i].abs().mean() *
-                 torch.randn(RN50_DIM, generator=g) for i in range(8)]
+    centroids = [
+        feats[i] +
+        0.01 * feats[i].abs().mean() * torch.randn(RN50_DIM, generator=g)
+        for i in range(8)
+    ]
     # f +- e: equidistant from f in exact arithmetic, only float32 rounding
     # separates them -- the expansion trick can order these wrongly.
     for i in range(8, 12):
@@ -53,8 +56,8 @@ def setup(rn50_checkpoint, tmp_path_factory):
     return tok, images, feats, centroids, path
 
 
-def test_tokens_equal_brute_force(setup):
-    tok, images, feats, centroids, _ = setup
+def test_tokens_equal_brute_force(kclip_case):
+    tok, images, feats, centroids, _ = kclip_case
     tokens = tok(images)
     assert tokens.dtype == torch.int64
     assert tokens.shape == (3, (IMG_H // 32) * (IMG_W // 32))
@@ -63,8 +66,8 @@ def test_tokens_equal_brute_force(setup):
     # the duplicated centroids (index >= 32) never win over their originals
     assert int(tokens.max()) < centroids.shape[0] - 6
     # the interface's features are open_clip's layer4 output, row-major
-    assert torch.equal(tok.extract_features(images).reshape(-1, RN50_DIM),
-                       feats.float())
+    assert torch.equal(
+        tok.extract_features(images).reshape(-1, RN50_DIM), feats.float())
     assert tok.vocab_size == centroids.shape[0]
 
 
@@ -72,8 +75,10 @@ def test_nearest_centroid_exact_on_hard_ties():
     from mapet.tokenizers.codebook import nearest_centroid
     g = torch.Generator().manual_seed(0)
     x = torch.randn(500, 64, generator=g) * 10
-    c = torch.cat([x[:100] + 1e-4 * torch.randn(100, 64, generator=g),
-                   x[:100] - 1e-4 * torch.randn(100, 64, generator=g)])
+    c = torch.cat([
+        x[:100] + 1e-4 * torch.randn(100, 64, generator=g),
+        x[:100] - 1e-4 * torch.randn(100, 64, generator=g)
+    ])
     c = torch.cat([c, c[:50]])  # duplicates
     got = nearest_centroid(x, c, chunk_size=64)
     expected = brute_force(x, c)
@@ -84,8 +89,8 @@ def test_nearest_centroid_exact_on_hard_ties():
     assert (naive != expected).sum() > 0
 
 
-def test_frozen(setup):
-    tok = setup[0]
+def test_frozen(kclip_case):
+    tok = kclip_case[0]
     parent = nn.Module()
     parent.tokenizer = tok
     parent.head = nn.Linear(4, 2)
@@ -96,7 +101,7 @@ def test_frozen(setup):
         ['head.weight', 'head.bias']
     bn = tok.trunk.visual.bn1
     before = bn.running_mean.clone()
-    tok(setup[1])
+    tok(kclip_case[1])
     assert torch.equal(bn.running_mean, before)
     # tokenizer weights stay out of the parent's checkpoints
     assert sorted(parent.state_dict()) == ['head.bias', 'head.weight']
@@ -106,9 +111,9 @@ def test_frozen(setup):
     assert torch.equal(bn.weight, init_before)
 
 
-def test_image_size_not_multiple_of_32(setup):
+def test_image_size_not_multiple_of_32(kclip_case):
     with pytest.raises(ValueError, match='multiple of 32'):
-        setup[0](torch.randn(1, 3, 64, 80))
+        kclip_case[0](torch.randn(1, 3, 64, 80))
 
 
 def test_codebook_dim_mismatch(rn50_checkpoint, tmp_path):
@@ -137,11 +142,13 @@ def test_codebook_file_checksums_and_metadata(tmp_path):
 def test_codebook_settings_mismatch(rn50_checkpoint, tmp_path):
     cents = np.random.rand(8, RN50_DIM).astype(np.float32)
     save_codebook(tmp_path / 'cb', cents,
-                  dict(clip_model=CLIP_MODEL, normalize=True,
-                       layer='layer4'))
+                  dict(clip_model=CLIP_MODEL, normalize=True, layer='layer4'))
     with pytest.raises(ValueError, match='normalize=True'):
-        KClipTokenizer(CLIP_MODEL, str(rn50_checkpoint),
-                       str(tmp_path / 'cb.npz'), normalize=False)
+        KClipTokenizer(
+            CLIP_MODEL,
+            str(rn50_checkpoint),
+            str(tmp_path / 'cb.npz'),
+            normalize=False)
 
 
 def test_missing_codebook():

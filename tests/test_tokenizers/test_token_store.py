@@ -23,8 +23,8 @@ STORE_FILES = ('tokens.npy', 'index.npy', 'manifest.json')
 @pytest.fixture(scope='module')
 def tokenizer():
     torch.manual_seed(0)
-    return FrozenDALLE(group_count=4, n_hid=8, n_blk_per_group=1,
-                       vocab_size=VOCAB)
+    return FrozenDALLE(
+        group_count=4, n_hid=8, n_blk_per_group=1, vocab_size=VOCAB)
 
 
 @pytest.fixture(scope='module')
@@ -34,9 +34,15 @@ def records(demo_data_root):
 
 def _extract(tok, records, out, **kw):
     kw.setdefault('chunk_size', CHUNK)
-    return extract_tokens(tok, records, str(out), input_size=SIZE,
-                          batch_size=BATCH, num_workers=0, progress=False,
-                          **kw)
+    return extract_tokens(
+        tok,
+        records,
+        str(out),
+        input_size=SIZE,
+        batch_size=BATCH,
+        num_workers=0,
+        progress=False,
+        **kw)
 
 
 @pytest.fixture(scope='module')
@@ -108,8 +114,7 @@ def test_resume_after_interruption_same_bytes(store, tokenizer, records,
     _same_bytes(store, out)
 
 
-def test_ranks_shard_and_merge_same_bytes(store, tokenizer, records,
-                                          tmp_path):
+def test_ranks_shard_and_merge_same_bytes(store, tokenizer, records, tmp_path):
     out = tmp_path / 'sharded'
     # without a process group the barriers are no-ops: run rank 1, then 0
     assert _extract(tokenizer, records, out, rank=1, world_size=2) is None
@@ -131,14 +136,15 @@ def test_resume_with_other_settings_refused(tokenizer, records, tmp_path):
             _extract(tokenizer, records, out)
     finally:
         del tokenizer.forward
-    with pytest.raises(TokenStoreError,
-                       match='another extraction.*differs in: chunk_size'):
+    with pytest.raises(
+            TokenStoreError,
+            match='another extraction.*differs in: chunk_size'):
         _extract(tokenizer, records, out, chunk_size=CHUNK * 2)
 
 
 def test_load_visual_tokens(store, demo_data_root, records):
-    t = LoadVisualTokens(str(store), grid_size=GRID, vocab_size=VOCAB,
-                         crop='center')
+    t = LoadVisualTokens(
+        str(store), grid_size=GRID, vocab_size=VOCAB, crop='center')
     assert repr(t) == (f"LoadVisualTokens(store={str(store)!r}, grid_size=2,"
                        " vocab_size=32, crop='center')")
     ts = TokenStore(store)
@@ -153,16 +159,18 @@ def test_load_visual_tokens(store, demo_data_root, records):
     np.testing.assert_array_equal(
         t(dict(img_path=str(demo_data_root / 'val' / rel2)))['visual_tokens'],
         ts.get(rel2))
-    t2 = LoadVisualTokens(str(store), grid_size=(GRID, GRID),
-                          vocab_size=VOCAB,
-                          data_root=str(demo_data_root / 'val'))
+    t2 = LoadVisualTokens(
+        str(store),
+        grid_size=(GRID, GRID),
+        vocab_size=VOCAB,
+        data_root=str(demo_data_root / 'val'))
     np.testing.assert_array_equal(
         t2(dict(img_path=str(demo_data_root / 'val' / rel)))['visual_tokens'],
         ts.get(rel))
-    with pytest.raises(TokenStoreError,
-                       match='cat/not_there.png is missing from token store'):
-        t(dict(img_path=str(demo_data_root / 'val' / 'cat' /
-                            'not_there.png')))
+    with pytest.raises(
+            TokenStoreError,
+            match='cat/not_there.png is missing from token store'):
+        t(dict(img_path=str(demo_data_root / 'val' / 'cat' / 'not_there.png')))
 
 
 @pytest.mark.parametrize('kwargs, message', [
@@ -189,5 +197,48 @@ def test_incomplete_store_refused(store, tmp_path):
     with pytest.raises(TokenStoreError, match='incomplete: no manifest'):
         LoadVisualTokens(str(broken), grid_size=GRID, vocab_size=VOCAB)
     with pytest.raises(TokenStoreError, match='does not exist'):
-        LoadVisualTokens(str(tmp_path / 'nowhere'), grid_size=GRID,
-                         vocab_size=VOCAB)
+        LoadVisualTokens(
+            str(tmp_path / 'nowhere'), grid_size=GRID, vocab_size=VOCAB)
+
+
+def test_torchrun_two_ranks_same_bytes(tokenizer, records, demo_data_root,
+                                       repo_root, tools_env, tmp_path):
+    import socket
+    import subprocess
+    import sys
+    with socket.socket() as sock:  # a free port: other tests may run torchrun
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    ckpt = tmp_path / 'dalle_encoder.pth'
+    torch.save(tokenizer.encoder.state_dict(), ckpt)
+    cfg = tmp_path / 'dalle_tiny.py'
+    cfg.write_text(
+        f"tokenizer = dict(type='FrozenDALLE', checkpoint={str(ckpt)!r}, "
+        f'group_count=4, n_hid=8, n_blk_per_group=1, vocab_size={VOCAB}, '
+        f'input_size={SIZE})\n')
+    out = tmp_path / 'torchrun'
+    cmd = [
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+        '--master_port',
+        str(port),
+        str(repo_root / 'tools/tokenizers/extract_tokens.py'),
+        '--image-folder',
+        str(demo_data_root / 'val'), '--tokenizer-config',
+        str(cfg), '--out',
+        str(out), '--chunk-size',
+        str(CHUNK), '--batch-size',
+        str(BATCH), '--num-workers', '0', '--no-progress'
+    ]
+    proc = subprocess.run(
+        cmd, env=tools_env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = tmp_path / 'single'
+    tok = FrozenDALLE(
+        checkpoint=str(ckpt),
+        group_count=4,
+        n_hid=8,
+        n_blk_per_group=1,
+        vocab_size=VOCAB)
+    _extract(tok, records, single)
+    for name in ('tokens.npy', 'index.npy'):
+        assert (out / name).read_bytes() == (single / name).read_bytes()

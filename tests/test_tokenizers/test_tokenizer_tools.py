@@ -1,4 +1,4 @@
-"""fit_kclip_codebook.py then extract_tokens.py on the demo data, end to end."""
+"""fit_kclip_codebook.py, then extract_tokens.py on the demo data."""
 import sys
 
 import numpy as np
@@ -24,23 +24,31 @@ SEED = 3
 def pipeline_outputs(demo_data_root, rn50_checkpoint, load_tool, repo_root,
                      tmp_path_factory):
     work = tmp_path_factory.mktemp('kclip')
-    common = ['--dataset-config', str(repo_root / CONFIG), '--split', 'val',
-              '--data-root', str(demo_data_root), '--clip-model', 'RN50',
-              '--pretrained', str(rn50_checkpoint), '--input-size',
-              str(SIZE), '--num-workers', '0', '--no-progress']
+    common = [
+        '--dataset-config',
+        str(repo_root / CONFIG), '--split', 'val', '--data-root',
+        str(demo_data_root), '--clip-model', 'RN50', '--pretrained',
+        str(rn50_checkpoint), '--input-size',
+        str(SIZE), '--num-workers', '0', '--no-progress'
+    ]
     fit = load_tool('tools/tokenizers/fit_kclip_codebook.py')
-    fit_args = common + ['--num-centroids', str(K), '--sample-fraction',
-                         str(FRACTION), '--seed', str(SEED), '--nredo', '1',
-                         '--shard-size', '32', '--work-dir',
-                         str(work / 'features'), '--out',
-                         str(work / 'codebook.npz')]
+    fit_args = common + [
+        '--num-centroids',
+        str(K), '--sample-fraction',
+        str(FRACTION), '--seed',
+        str(SEED), '--nredo', '1', '--shard-size', '32', '--work-dir',
+        str(work / 'features'), '--out',
+        str(work / 'codebook.npz')
+    ]
     meta = fit.main(fit_args)
     extract = load_tool('tools/tokenizers/extract_tokens.py')
     manifest = extract.main(common + [
-        '--codebook', str(work / 'codebook.npz'), '--chunk-size', '32',
-        '--out', str(work / 'store')])
-    return dict(work=work, meta=meta, manifest=manifest, fit=fit,
-                fit_args=fit_args)
+        '--codebook',
+        str(work / 'codebook.npz'), '--chunk-size', '32', '--out',
+        str(work / 'store')
+    ])
+    return dict(
+        work=work, meta=meta, manifest=manifest, fit=fit, fit_args=fit_args)
 
 
 def test_codebook_file(pipeline_outputs, demo_data_root, rn50_checkpoint,
@@ -48,8 +56,8 @@ def test_codebook_file(pipeline_outputs, demo_data_root, rn50_checkpoint,
     work, meta = pipeline_outputs['work'], pipeline_outputs['meta']
     centroids, loaded = load_codebook(work / 'codebook.npz')
     assert centroids.shape == (K, 2048) and centroids.dtype == np.float32
-    records = list_dataset_config(str(repo_root / CONFIG), 'val',
-                                  str(demo_data_root))
+    records = list_dataset_config(
+        str(repo_root / CONFIG), 'val', str(demo_data_root))
     expected_samples = sum(
         int(_keep_mask(SEED, i, NUM_TOKENS, FRACTION).sum())
         for i in range(len(records)))
@@ -83,8 +91,8 @@ def test_store_matches_tokenizer(pipeline_outputs, demo_data_root, repo_root,
     assert manifest['tokenizer']['codebook_sha256'] == \
         pipeline_outputs['meta']['centroids_sha256']
     assert manifest['dataset']['split'] == 'val'
-    records = list_dataset_config(str(repo_root / CONFIG), 'val',
-                                  str(demo_data_root))
+    records = list_dataset_config(
+        str(repo_root / CONFIG), 'val', str(demo_data_root))
     assert records[0].relpath.startswith('val/')
     tok = KClipTokenizer('RN50', str(rn50_checkpoint),
                          str(work / 'codebook.npz'))
@@ -93,11 +101,14 @@ def test_store_matches_tokenizer(pipeline_outputs, demo_data_root, repo_root,
     expected = tok(images).numpy()
     store = TokenStore(work / 'store')
     for i in range(4):
-        np.testing.assert_array_equal(store.get(records[i].relpath),
-                                      expected[i])
+        np.testing.assert_array_equal(
+            store.get(records[i].relpath), expected[i])
     # the transform through an mmpretrain dataset built from the config
-    t = LoadVisualTokens(str(work / 'store'), grid_size=2, vocab_size=K,
-                         codebook=str(work / 'codebook.npz'))
+    t = LoadVisualTokens(
+        str(work / 'store'),
+        grid_size=2,
+        vocab_size=K,
+        codebook=str(work / 'codebook.npz'))
     out = t(dict(img_path=records[3].path))
     np.testing.assert_array_equal(out['visual_tokens'], expected[3])
 
@@ -106,8 +117,11 @@ def test_store_from_another_codebook_refused(pipeline_outputs, tmp_path):
     other = tmp_path / 'other.npy'
     np.save(other, np.ones((K, 2048), np.float32))
     with pytest.raises(TokenStoreError, match='codebook: store was written'):
-        LoadVisualTokens(str(pipeline_outputs['work'] / 'store'),
-                         grid_size=2, vocab_size=K, codebook=str(other))
+        LoadVisualTokens(
+            str(pipeline_outputs['work'] / 'store'),
+            grid_size=2,
+            vocab_size=K,
+            codebook=str(other))
 
 
 def test_faiss_missing_message(monkeypatch):
@@ -128,10 +142,13 @@ def test_codebook_patches_png(pipeline_outputs, demo_data_root, load_tool,
     store = TokenStore(pipeline_outputs['work'] / 'store')
     counts = np.bincount(np.asarray(store.tokens).ravel(), minlength=K)
     out = tmp_path / 'patches.png'
-    tokens = vis.main(['--store', str(pipeline_outputs['work'] / 'store'),
-                       '--image-root', str(demo_data_root), '--top', '2',
-                       '--per-token', '3', '--cell', '16', '--out',
-                       str(out)])
+    tokens = vis.main([
+        '--store',
+        str(pipeline_outputs['work'] / 'store'), '--image-root',
+        str(demo_data_root), '--top', '2', '--per-token', '3', '--cell', '16',
+        '--out',
+        str(out)
+    ])
     assert tokens == np.argsort(-counts, kind='stable')[:2].tolist()
     with Image.open(out) as img:
         assert img.size == (vis.LABEL_WIDTH + 3 * (16 + vis.PAD),

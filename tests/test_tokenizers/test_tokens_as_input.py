@@ -20,9 +20,13 @@ GRID = 2
 NUM_CLASSES = 8
 
 
-@pytest.mark.parametrize('path', sorted(
-    glob.glob(osp.join(osp.dirname(__file__), '..', '..', 'configs',
-                       'tokens_as_input', '*.py'))))
+@pytest.mark.parametrize(
+    'path',
+    sorted(
+        glob.glob(
+            osp.join(
+                osp.dirname(__file__), '..', '..', 'configs',
+                'tokens_as_input', '*.py'))))
 def test_configs_build(path):
     cfg = Config.fromfile(path)
     pipe = cfg.train_dataloader.dataset.pipeline
@@ -36,39 +40,56 @@ def test_configs_build(path):
 
 @pytest.mark.parametrize('backbone', [
     dict(type='TokenMLP', vocab_size=VOCAB, embed_dims=16, hidden_dims=16),
-    dict(type='TokenViT', vocab_size=VOCAB, grid_size=GRID,
-         arch=dict(embed_dims=16, num_layers=2, num_heads=2,
-                   feedforward_channels=32),
-         out_type='avg_featmap', final_norm=False),
+    dict(
+        type='TokenViT',
+        vocab_size=VOCAB,
+        grid_size=GRID,
+        arch=dict(
+            embed_dims=16, num_layers=2, num_heads=2, feedforward_channels=32),
+        out_type='avg_featmap',
+        final_norm=False),
 ])
-def test_train_from_token_store(backbone, demo_data_root, repo_root,
-                                tmp_path):
+def test_train_from_token_store(backbone, demo_data_root, repo_root, tmp_path):
     torch.manual_seed(0)
-    tok = FrozenDALLE(group_count=4, n_hid=8, n_blk_per_group=1,
-                      vocab_size=VOCAB)
-    records = list_dataset_config(str(repo_root / CONFIG), 'val',
-                                  str(demo_data_root))
-    extract_tokens(tok, records, str(tmp_path / 'store'), input_size=16,
-                   batch_size=16, num_workers=0, progress=False)
-    dataset = DATASETS.build(dict(
-        type='CustomDataset', data_root=str(demo_data_root),
-        ann_file='meta/val.txt', data_prefix='val',
-        pipeline=[
-            dict(type='LoadVisualTokens', store=str(tmp_path / 'store'),
-                 grid_size=GRID, vocab_size=VOCAB, crop='center'),
-            dict(type='PackInputs', input_key='visual_tokens'),
-        ]))
-    model = MODELS.build(dict(
-        type='ImageClassifier',
-        data_preprocessor=dict(type='TokenDataPreprocessor'),
-        backbone=backbone,
-        head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
-                  in_channels=16)))
+    tok = FrozenDALLE(
+        group_count=4, n_hid=8, n_blk_per_group=1, vocab_size=VOCAB)
+    records = list_dataset_config(
+        str(repo_root / CONFIG), 'val', str(demo_data_root))
+    extract_tokens(
+        tok,
+        records,
+        str(tmp_path / 'store'),
+        input_size=16,
+        batch_size=16,
+        num_workers=0,
+        progress=False)
+    dataset = DATASETS.build(
+        dict(
+            type='CustomDataset',
+            data_root=str(demo_data_root),
+            ann_file='meta/val.txt',
+            data_prefix='val',
+            pipeline=[
+                dict(
+                    type='LoadVisualTokens',
+                    store=str(tmp_path / 'store'),
+                    grid_size=GRID,
+                    vocab_size=VOCAB,
+                    crop='center'),
+                dict(type='PackInputs', input_key='visual_tokens'),
+            ]))
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            data_preprocessor=dict(type='TokenDataPreprocessor'),
+            backbone=backbone,
+            head=dict(
+                type='LinearClsHead', num_classes=NUM_CLASSES,
+                in_channels=16)))
     optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-2))
     batch = default_collate([dataset[i] for i in range(0, 80, 5)])
     assert batch['inputs'].shape == (16, GRID * GRID)
-    losses = [model.train_step(batch, optim)['loss'].item()
-              for _ in range(5)]
+    losses = [model.train_step(batch, optim)['loss'].item() for _ in range(5)]
     assert losses[-1] < losses[0]
     model.eval()
     preds = model.val_step(batch)

@@ -21,8 +21,8 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mapet.tokenizers.codebook import nearest_centroid  # noqa: E402
 
@@ -52,8 +52,7 @@ def bench_assignment(num: int, k: int, dim: int, chunk: int,
     # warm-up (allocator, kernels) on a small slice
     nearest_centroid(feats[:chunk], cents, chunk)
     torch.cdist(feats[:chunk], cents).argmin(dim=1)
-    t_ours, ours = timed(lambda: nearest_centroid(feats, cents, chunk),
-                         device)
+    t_ours, ours = timed(lambda: nearest_centroid(feats, cents, chunk), device)
     t_cdist, ref = timed(cdist_argmin, device)
     disagree = int((ours != ref).sum())
     print(f'[assign/{device.type}] N={num} K={k} D={dim} chunk={chunk}')
@@ -81,13 +80,23 @@ def bench_kmeans(num: int, dim: int, k: int, niter: int) -> None:
         return float(d.mean())
 
     start = time.perf_counter()
-    km = faiss.Kmeans(dim, k, niter=niter, nredo=1, seed=0,
-                      max_points_per_centroid=512, verbose=False)
+    km = faiss.Kmeans(
+        dim,
+        k,
+        niter=niter,
+        nredo=1,
+        seed=0,
+        max_points_per_centroid=512,
+        verbose=False)
     km.train(x)
     t_faiss = time.perf_counter() - start
     start = time.perf_counter()
-    mbk = MiniBatchKMeans(n_clusters=k, max_iter=niter, n_init=1,
-                          batch_size=4096, random_state=0).fit(x)
+    mbk = MiniBatchKMeans(
+        n_clusters=k,
+        max_iter=niter,
+        n_init=1,
+        batch_size=4096,
+        random_state=0).fit(x)
     t_skl = time.perf_counter() - start
     print(f'[kmeans] {num} x {dim} -> {k} centroids, {niter} iterations, '
           f'1 restart')
@@ -115,9 +124,14 @@ def bench_extract(data_root: str, split: str, clip_model: str, size: int,
         tok = KClipTokenizer(clip_model, ckpt, codebook, input_size=size)
         tok.to(device)
         start = time.perf_counter()
-        manifest = extract_tokens(tok, records, osp.join(tmp, 'store'),
-                                  batch_size=batch, num_workers=2,
-                                  device=device, progress=False)
+        manifest = extract_tokens(
+            tok,
+            records,
+            osp.join(tmp, 'store'),
+            batch_size=batch,
+            num_workers=2,
+            device=device,
+            progress=False)
         elapsed = time.perf_counter() - start
     n_tok = manifest['num_images'] * manifest['num_tokens']
     print(f'[extract/{device.type}] {clip_model} (random init) {size} px, '
@@ -131,15 +145,19 @@ def _random_cb(tmp: str, k: int, clip_model: str, ckpt: str) -> str:
     from mapet.models.tokenizers.kclip import ClipResNetTrunk
     dim = ClipResNetTrunk(clip_model, ckpt).dim
     path = osp.join(tmp, 'cb.npy')
-    np.save(path, np.random.default_rng(0).standard_normal(
-        (k, dim)).astype(np.float32))
+    np.save(
+        path,
+        np.random.default_rng(0).standard_normal((k, dim)).astype(np.float32))
     return path
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--assign-num', type=int, default=8192,
-                   help='features to assign (CPU)')
+    p.add_argument(
+        '--assign-num',
+        type=int,
+        default=8192,
+        help='features to assign (CPU)')
     p.add_argument('--assign-num-cuda', type=int, default=262144)
     p.add_argument('--k', type=int, default=8192)
     p.add_argument('--dim', type=int, default=4096)
@@ -155,8 +173,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--extract-size', type=int, default=448)
     p.add_argument('--extract-k', type=int, default=8192)
     p.add_argument('--batch-size', type=int, default=16)
-    p.add_argument('--skip', nargs='*', default=[],
-                   choices=['assign', 'kmeans', 'extract'])
+    p.add_argument(
+        '--skip',
+        nargs='*',
+        default=[],
+        choices=['assign', 'kmeans', 'extract'])
     return p.parse_args(argv)
 
 

@@ -4,7 +4,8 @@ k-CLIP::
 
     python tools/tokenizers/extract_tokens.py \
         --dataset-config <config> --split train \
-        --codebook work_dirs/kclip_rn50x64_8192.npz --out data/tokens/in1k_train
+        --codebook work_dirs/kclip/kclip_rn50x64_k8192.npz \
+        --out data/tokens/in1k_train
 
 Any tokenizer, from a config file holding ``tokenizer = dict(type=...)``
 (e.g. ``configs/_base_/tokenizers/vqkd_beitv2.py``)::
@@ -22,13 +23,17 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+import torch  # noqa: E402
 
 import mapet  # noqa: E402,F401  (registers the tokenizers)
 from mapet.tokenizers.extraction import extract_tokens  # noqa: E402
-from mapet.tokenizers.images import (init_tool_dist,  # noqa: E402
-                                     list_dataset_config, list_image_folder)
+from mapet.tokenizers.images import (
+    init_tool_dist,  # noqa: E402
+    list_dataset_config,
+    list_image_folder)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -39,18 +44,27 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--split', default='train')
     p.add_argument('--data-root', help='override the dataset data_root')
     tok = p.add_mutually_exclusive_group(required=True)
-    tok.add_argument('--tokenizer-config',
-                     help='python config file with `tokenizer = dict(...)`')
+    tok.add_argument(
+        '--tokenizer-config',
+        help='python config file with `tokenizer = dict(...)`')
     tok.add_argument('--codebook', help='k-CLIP codebook (KClipTokenizer)')
     p.add_argument('--clip-model', default='RN50x64')
-    p.add_argument('--pretrained', default='openai',
-                   help="open_clip tag, checkpoint file or 'none'")
+    p.add_argument(
+        '--pretrained',
+        default='openai',
+        help="open_clip tag, checkpoint file or 'none'")
     p.add_argument('--normalize', action='store_true')
-    p.add_argument('--input-size', type=int,
-                   help="crop side; default: the tokenizer's")
+    p.add_argument(
+        '--input-size', type=int, help="crop side; default: the tokenizer's")
     p.add_argument('--chunk-size', type=int, default=1024)
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--num-workers', type=int, default=4)
+    p.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help='seeds randomly initialised weights, so every rank '
+        'and rerun builds the same tokenizer (tests only)')
     p.add_argument('--out', required=True, help='token store directory')
     p.add_argument('--no-progress', action='store_true')
     return p.parse_args(argv)
@@ -68,9 +82,12 @@ def build_tokenizer_from_args(args: argparse.Namespace):
     else:
         pretrained = None if args.pretrained.lower() == 'none' \
             else args.pretrained
-        cfg = dict(type='KClipTokenizer', clip_model=args.clip_model,
-                   pretrained=pretrained, codebook=args.codebook,
-                   normalize=args.normalize)
+        cfg = dict(
+            type='KClipTokenizer',
+            clip_model=args.clip_model,
+            pretrained=pretrained,
+            codebook=args.codebook,
+            normalize=args.normalize)
         if args.input_size:
             cfg['input_size'] = args.input_size
     return MODELS.build(cfg)
@@ -86,12 +103,21 @@ def main(argv: Optional[List[str]] = None) -> Optional[dict]:
     else:
         records = list_image_folder(args.image_folder)
         info = dict(source='folder')
+    torch.manual_seed(args.seed)
     tokenizer = build_tokenizer_from_args(args)
     manifest = extract_tokens(
-        tokenizer, records, args.out, input_size=args.input_size,
-        chunk_size=args.chunk_size, batch_size=args.batch_size,
-        num_workers=args.num_workers, device=device, rank=rank,
-        world_size=world, dataset_info=info, progress=not args.no_progress)
+        tokenizer,
+        records,
+        args.out,
+        input_size=args.input_size,
+        chunk_size=args.chunk_size,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        device=device,
+        rank=rank,
+        world_size=world,
+        dataset_info=info,
+        progress=not args.no_progress)
     if manifest is not None:
         print(f'token store: {manifest["num_images"]} images x '
               f'{manifest["num_tokens"]} tokens (grid {manifest["grid"]}, '

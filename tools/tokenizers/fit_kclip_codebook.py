@@ -4,7 +4,8 @@ Single process::
 
     python tools/tokenizers/fit_kclip_codebook.py \
         --dataset-config configs/_base_/datasets/<imagenet>.py --split train \
-        --work-dir work_dirs/kclip_features --out work_dirs/kclip_rn50x64_8192.npz
+        --work-dir work_dirs/kclip/features \
+        --out work_dirs/kclip/kclip_rn50x64_k8192.npz
 
 Several GPUs (images sharded by rank, rank 0 runs k-means)::
 
@@ -22,16 +23,24 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mapet.models.tokenizers.kclip import (CLIP_MEAN, CLIP_STD,  # noqa: E402
-                                           FEATURE_LAYER, ClipResNetTrunk)
+import torch  # noqa: E402
+
+from mapet.models.tokenizers.kclip import (
+    CLIP_MEAN,
+    CLIP_STD,  # noqa: E402
+    FEATURE_LAYER,
+    ClipResNetTrunk)
 from mapet.tokenizers.codebook import save_codebook  # noqa: E402
-from mapet.tokenizers.extraction import (fit_kmeans,  # noqa: E402
-                                         sample_clip_features)
-from mapet.tokenizers.images import (init_tool_dist,  # noqa: E402
-                                     list_dataset_config, list_image_folder)
+from mapet.tokenizers.extraction import (
+    fit_kmeans,  # noqa: E402
+    sample_clip_features)
+from mapet.tokenizers.images import (
+    init_tool_dist,  # noqa: E402
+    list_dataset_config,
+    list_image_folder)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -39,27 +48,36 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument('--dataset-config', help='mmpretrain config file')
     src.add_argument('--image-folder', help='folder of images (recursive)')
-    p.add_argument('--split', default='train',
-                   help='<split>_dataloader.dataset of the config')
+    p.add_argument(
+        '--split',
+        default='train',
+        help='<split>_dataloader.dataset of the config')
     p.add_argument('--data-root', help='override the dataset data_root')
     p.add_argument('--clip-model', default='RN50x64')
-    p.add_argument('--pretrained', default='openai',
-                   help="open_clip tag, checkpoint file, or 'none' (random "
-                   'init: meaningless codebook, for tests only)')
+    p.add_argument(
+        '--pretrained',
+        default='openai',
+        help="open_clip tag, checkpoint file, or 'none' (random "
+        'init: meaningless codebook, for tests only)')
     p.add_argument('--input-size', type=int, default=448)
     p.add_argument('--interpolation', default='bicubic')
-    p.add_argument('--normalize', action='store_true',
-                   help='L2-normalise features (official code: no)')
+    p.add_argument(
+        '--normalize',
+        action='store_true',
+        help='L2-normalise features (official code: no)')
     p.add_argument('--num-centroids', type=int, default=8192)
     p.add_argument('--sample-fraction', type=float, default=0.02)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--niter', type=int, default=20)
     p.add_argument('--nredo', type=int, default=5)
     p.add_argument('--max-points-per-centroid', type=int, default=512)
-    p.add_argument('--faiss-device', choices=['auto', 'cpu', 'gpu'],
-                   default='auto')
-    p.add_argument('--shard-size', type=int, default=1024,
-                   help='images per cached feature shard')
+    p.add_argument(
+        '--faiss-device', choices=['auto', 'cpu', 'gpu'], default='auto')
+    p.add_argument(
+        '--shard-size',
+        type=int,
+        default=1024,
+        help='images per cached feature shard')
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--num-workers', type=int, default=4)
     p.add_argument('--work-dir', required=True, help='feature cache')
@@ -79,37 +97,63 @@ def main(argv: Optional[List[str]] = None) -> Optional[dict]:
         records = list_image_folder(args.image_folder)
         source = dict(source='folder')
     pretrained = None if args.pretrained.lower() == 'none' else args.pretrained
+    # identical random init on every rank when pretrained is 'none'
+    torch.manual_seed(args.seed)
     trunk = ClipResNetTrunk(args.clip_model, pretrained)
-    job_info = dict(clip_model=args.clip_model, pretrained=trunk.pretrained_id,
-                    layer=FEATURE_LAYER, **source)
+    job_info = dict(
+        clip_model=args.clip_model,
+        pretrained=trunk.pretrained_id,
+        layer=FEATURE_LAYER,
+        **source)
     feats = sample_clip_features(
-        trunk, records, args.work_dir, args.input_size, CLIP_MEAN, CLIP_STD,
-        interpolation=args.interpolation, normalize=args.normalize,
-        fraction=args.sample_fraction, seed=args.seed,
-        shard_size=args.shard_size, batch_size=args.batch_size,
-        num_workers=args.num_workers, device=device, rank=rank,
-        world_size=world, job_info=job_info,
+        trunk,
+        records,
+        args.work_dir,
+        args.input_size,
+        CLIP_MEAN,
+        CLIP_STD,
+        interpolation=args.interpolation,
+        normalize=args.normalize,
+        fraction=args.sample_fraction,
+        seed=args.seed,
+        shard_size=args.shard_size,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        device=device,
+        rank=rank,
+        world_size=world,
+        job_info=job_info,
         progress=not args.no_progress)
     if rank != 0:
         return None
     use_gpu = None if args.faiss_device == 'auto' else \
         args.faiss_device == 'gpu'
     centroids = fit_kmeans(
-        feats, args.num_centroids, niter=args.niter, nredo=args.nredo,
-        max_points_per_centroid=args.max_points_per_centroid, seed=args.seed,
-        use_gpu=use_gpu, verbose=not args.no_progress)
-    meta = save_codebook(args.out, centroids, dict(
-        job_info,
-        input_size=args.input_size,
-        interpolation=args.interpolation,
-        normalize=args.normalize,
-        sample_fraction=args.sample_fraction,
-        sample_count=int(feats.shape[0]),
-        num_images=len(records),
+        feats,
+        args.num_centroids,
+        niter=args.niter,
+        nredo=args.nredo,
+        max_points_per_centroid=args.max_points_per_centroid,
         seed=args.seed,
-        kmeans=dict(library='faiss', metric='L2', niter=args.niter,
-                    nredo=args.nredo,
-                    max_points_per_centroid=args.max_points_per_centroid)))
+        use_gpu=use_gpu,
+        verbose=not args.no_progress)
+    meta = save_codebook(
+        args.out, centroids,
+        dict(
+            job_info,
+            input_size=args.input_size,
+            interpolation=args.interpolation,
+            normalize=args.normalize,
+            sample_fraction=args.sample_fraction,
+            sample_count=int(feats.shape[0]),
+            num_images=len(records),
+            seed=args.seed,
+            kmeans=dict(
+                library='faiss',
+                metric='L2',
+                niter=args.niter,
+                nredo=args.nredo,
+                max_points_per_centroid=args.max_points_per_centroid)))
     print(f'codebook: K={meta["num_centroids"]} D={meta["dim"]} from '
           f'{meta["sample_count"]} features, sha256 '
           f'{meta["centroids_sha256"]}')

@@ -16,8 +16,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mapet.tokenizers.token_store import TokenStore  # noqa: E402
 
@@ -61,8 +61,9 @@ def crop_patch(path: str, size: int, grid: Tuple[int, int], position: int,
         img = img.convert('RGB')
         w, h = img.size
         scale = size / min(w, h)
-        img = img.resize((max(size, round(w * scale)),
-                          max(size, round(h * scale))), Image.BICUBIC)
+        img = img.resize(
+            (max(size, round(w * scale)), max(size, round(h * scale))),
+            Image.BICUBIC)
         left = (img.width - size) // 2
         top = (img.height - size) // 2
         gh, gw = grid
@@ -88,8 +89,8 @@ def render(store: TokenStore, image_root: str, tokens: Sequence[int],
         draw.text((PAD, y + cell_px // 2), f'#{t}', fill=TEXT_COLOUR)
         for j, (row, pos) in enumerate(occ[t]):
             rel = relpaths[row].decode('utf-8')
-            patch = crop_patch(osp.join(image_root, rel), size, store.grid,
-                               pos, cell_px)
+            patch = crop_patch(
+                osp.join(image_root, rel), size, store.grid, pos, cell_px)
             canvas.paste(patch, (LABEL_WIDTH + j * (cell_px + PAD), y))
     return canvas
 
@@ -97,12 +98,14 @@ def render(store: TokenStore, image_root: str, tokens: Sequence[int],
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--store', required=True, help='token store directory')
-    p.add_argument('--image-root', required=True,
-                   help='data root the store keys are relative to')
+    p.add_argument(
+        '--image-root',
+        required=True,
+        help='data root the store keys are relative to')
     sel = p.add_mutually_exclusive_group()
     sel.add_argument('--tokens', type=int, nargs='+', help='token ids')
-    sel.add_argument('--top', type=int, default=8,
-                     help='most frequent tokens (default 8)')
+    sel.add_argument(
+        '--top', type=int, default=8, help='most frequent tokens (default 8)')
     p.add_argument('--per-token', type=int, default=12)
     p.add_argument('--cell', type=int, default=64, help='patch size in px')
     p.add_argument('--seed', type=int, default=0)

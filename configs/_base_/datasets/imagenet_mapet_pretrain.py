@@ -50,7 +50,6 @@ train_dataloader = dict(
     # Persistent workers keep advancing their RNG across epochs, so every
     # epoch draws new permutations.
     persistent_workers=True,
-    pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(

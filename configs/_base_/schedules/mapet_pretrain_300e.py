@@ -1,7 +1,8 @@
 # Pre-training schedule of the paper (Table 8): 300 epochs, batch 2048,
 # AdamW (betas 0.9/0.999, eps 1e-8, weight decay 0.05), peak lr 1.5e-3,
 # 10 linear warmup epochs from 1e-6, cosine to 1e-5, gradient clip 3.0, AMP.
-# CPU runs: --cfg-options optim_wrapper.type=OptimWrapper (AMP needs a GPU).
+# CPU runs: tools/train.py --no-amp (fp32 OptimWrapper; AMP needs a GPU and
+# OptimWrapper does not take loss_scale, so a bare type override fails).
 base_lr = 1.5e-3
 warmup_lr = 1e-6
 min_lr = 1e-5
@@ -44,7 +45,10 @@ param_scheduler = [
         convert_to_iter_based=True)
 ]
 
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+# Exact mid-epoch resume (docs/reliability.md): skips the trained batches
+# at the sampler and makes all randomness a function of (seed, epoch,
+# sample, iteration). Otherwise the same as EpochBasedTrainLoop.
+train_cfg = dict(type='ExactResumeEpochBasedTrainLoop', max_epochs=max_epochs)
 
 # The recipe's lr is for a total batch of 2048; mmengine rescales it for the
 # actual number of GPUs x batch_size (enabled: keeps the recipe at any scale).

@@ -29,9 +29,10 @@ class LoadVisualTokens(BaseTransform):
       ``data/demo/train/cat/cat_00001.png``). The stripped prefix is cached,
       so later look-ups are a single binary search.
 
-    The store is checked when the transform is built: it must be complete
-    and its manifest must match ``grid_size``, ``vocab_size``, ``crop`` and,
-    if given, ``codebook``; every mismatch is named in the error.
+    The store is checked when the transform is built: it must be complete,
+    its arrays must match the SHA-256 in its manifest, and the manifest must
+    match ``grid_size``, ``vocab_size``, ``crop`` and, if given,
+    ``codebook``; every mismatch is named in the error.
 
     Required Keys:
 
@@ -76,8 +77,14 @@ class LoadVisualTokens(BaseTransform):
             else:
                 expected_sha = load_codebook(codebook)[1]['centroids_sha256']
         self.store = TokenStore(self.store_path)
-        self.store.check(grid_size=grid_size, vocab_size=vocab_size,
-                         crop=crop, codebook_sha256=expected_sha)
+        self.store.check(
+            grid_size=grid_size,
+            vocab_size=vocab_size,
+            crop=crop,
+            codebook_sha256=expected_sha)
+        # Checksums against the manifest (once per process, before workers
+        # fork): a bit-flipped or swapped array is refused, not trained on.
+        self.store.verify()
         self._prefix: Optional[str] = None
 
     def _key(self, img_path: str) -> Optional[str]:

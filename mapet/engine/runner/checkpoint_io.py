@@ -41,7 +41,7 @@ from mapet.utils.atomic import (atomic_write, checksum_path, sha256_file,
 __all__ = [
     'CorruptCheckpointError', 'atomic_save_checkpoint',
     'verify_checkpoint', 'find_latest_intact_checkpoint',
-    'load_verified_from_local', 'activate'
+    'load_from_local_verified', 'activate'
 ]
 
 _STEP_RE = re.compile(r'(?:iter|epoch)_(\d+)\.pth$')
@@ -179,7 +179,7 @@ def find_latest_intact_checkpoint(path: str) -> Optional[str]:
     return None
 
 
-def load_verified_from_local(filename: str,
+def load_from_local_verified(filename: str,
                              map_location: Optional[Any] = None) -> Any:
     """Local-path loader: verify the sidecar, then load ``weights_only``.
 
@@ -236,5 +236,5 @@ def activate() -> None:
     except ImportError:  # pragma: no cover - optional in older mmengine
         pass
     CheckpointLoader.register_scheme(
-        prefixes='', loader=load_verified_from_local, force=True)
+        prefixes='', loader=load_from_local_verified, force=True)
     _ACTIVE = True

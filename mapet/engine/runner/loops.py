@@ -19,42 +19,34 @@ from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import LOOPS
 from torch.utils.data import BatchSampler, DataLoader, Sampler
 
+from mapet.datasets.empty_check import EmptyDatasetError, empty_dataset_message
 from mapet.engine.hooks.exact_resume import ExactResumeHook
 
 __all__ = ['ExactResumeEpochBasedTrainLoop', 'check_dataset_not_empty']
 
 
-def _dataset_location(dataset) -> str:
-    """A human-readable description of where a dataset reads from."""
-    parts = [type(dataset).__name__]
-    for attr in ('data_root', 'ann_file', 'data_prefix'):
-        value = getattr(dataset, attr, None)
-        if value:
-            parts.append(f'{attr}={value!r}')
-    return ', '.join(parts)
-
-
-def check_dataset_not_empty(dataloader: DataLoader, name: str = 'train') -> None:
+def check_dataset_not_empty(dataloader: DataLoader,
+                            name: str = 'train') -> None:
     """Fail early, naming the dataset, if a dataloader has nothing to load.
 
-    Without this an empty folder surfaces later as a sampler/division error
-    or as a run that "finishes" without training.
+    Serialised datasets are already refused when built
+    (:mod:`mapet.datasets.empty_check`); this also covers
+    ``serialize_data=False`` and a batch size larger than the dataset with
+    ``drop_last=True``, which otherwise "finish" without training.
 
     Args:
         dataloader (DataLoader): The built dataloader.
         name (str): Which dataloader (for the message). Defaults to 'train'.
 
     Raises:
-        ValueError: If the dataset or the number of batches is zero.
+        EmptyDatasetError: If the dataset or the number of batches is zero.
     """
     dataset = dataloader.dataset
     if len(dataset) == 0:
-        raise ValueError(
-            f'The {name} dataset is empty ({_dataset_location(dataset)}): '
-            'no samples were found. Check data_root/data_prefix/ann_file '
-            'and that the folder holds images with a supported extension.')
+        raise EmptyDatasetError(f'The {name} dataloader: ' +
+                                empty_dataset_message(dataset))
     if len(dataloader) == 0:
-        raise ValueError(
+        raise EmptyDatasetError(
             f'The {name} dataloader yields no batch: {len(dataset)} samples '
             f'with batch_size={dataloader.batch_size} and drop_last=True. '
             'Lower the batch size or add data.')

@@ -128,6 +128,7 @@ class MaPeTViT(VisionTransformer):
             raise ValueError(f'Unknown mode {mode!r} for MaPeTViT; choose '
                              f'one of {MODES}.')
         super().__init__(*args, **kwargs)
+        self._check_img_size_divisible()
         self.mode = mode
         self.cutting_point = cutting_point
         if cutting_point is not None:
@@ -174,6 +175,17 @@ class MaPeTViT(VisionTransformer):
             out.append((size + 2 * proj.padding[i] - proj.dilation[i] *
                         (proj.kernel_size[i] - 1) - 1) // proj.stride[i] + 1)
         return out[0], out[1]
+
+    def _check_img_size_divisible(self) -> None:
+        # PatchEmbed would silently zero-pad (or drop) the remainder pixels,
+        # and the patch grid would not match the permutation generator's.
+        stride = self.patch_embed.projection.stride
+        if any(size % step for size, step in zip(self.img_size, stride)):
+            raise ValueError(
+                f'img_size {tuple(self.img_size)} is not divisible by the '
+                f'patch size {tuple(stride)}: the patch embedding would pad '
+                'or drop the remainder pixels. Use a multiple of the patch '
+                'size.')
 
     def _check_cutting_point(self, grid: Sequence[int]) -> None:
         num_patches = grid[0] * grid[1]

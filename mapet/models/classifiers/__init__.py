@@ -1,1 +1,2 @@
-from .tokens_as_input import TokenDataPreprocessor, TokenMLP, TokenViT  # noqa: F401,E501
+from .tokens_as_input import (TokenDataPreprocessor, TokenMLP,  # noqa: F401
+                              TokenViT)

@@ -55,7 +55,8 @@ class TokenDataPreprocessor(BaseDataPreprocessor):
         inputs = data['inputs']
         if isinstance(inputs, (list, tuple)):
             inputs = torch.stack(list(inputs))
-        return dict(inputs=inputs.long(), data_samples=data.get('data_samples'))
+        return dict(
+            inputs=inputs.long(), data_samples=data.get('data_samples'))
 
 
 @MODELS.register_module()
@@ -126,7 +127,7 @@ class TokenViT(VisionTransformer):
         grid = (grid_size, grid_size) if isinstance(grid_size, int) \
             else tuple(grid_size)
         # one "patch" per token: a unit patch makes the grid the token grid
-        super().__init__(arch=arch, img_size=grid, patch_size=1,
-                         in_channels=1, **kwargs)
+        super().__init__(
+            arch=arch, img_size=grid, patch_size=1, in_channels=1, **kwargs)
         self.patch_embed = _TokenEmbed(vocab_size, self.embed_dims, grid)
         self.vocab_size = vocab_size

@@ -14,7 +14,7 @@ frozen for good:
   would add 1.7 GB to every checkpoint); when a parent loads a checkpoint the
   tokenizer keeps its own weights, ignoring any copy stored there.
 """
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 import torch
 from torch import nn

@@ -21,6 +21,7 @@ from torch import nn
 from mmpretrain.registry import MODELS
 from mapet.tokenizers.codebook import centroids_sha256, nearest_centroid
 from mapet.utils.atomic import sha256_file
+from mapet.utils.checkpoint import safe_torch_load
 from .base import FrozenTokenizerMixin
 
 # BEiT v2 tokenizer input: pixels mapped to [-1, 1] (mmpretrain's beitv2
@@ -28,7 +29,8 @@ from .base import FrozenTokenizerMixin
 VQKD_MEAN = (0.5, 0.5, 0.5)
 VQKD_STD = (0.5, 0.5, 0.5)
 # DALL-E's logit-Laplace input map x -> (1 - 2 eps) x + eps with eps = 0.1,
-# written as (x - mean) / std: mean = -eps / (1 - 2 eps), std = 1 / (1 - 2 eps).
+# written as (x - mean) / std: mean = -eps / (1 - 2 eps),
+# std = 1 / (1 - 2 eps).
 DALLE_EPS = 0.1
 DALLE_MEAN = (-DALLE_EPS / (1 - 2 * DALLE_EPS), ) * 3
 DALLE_STD = (1 / (1 - 2 * DALLE_EPS), ) * 3
@@ -65,7 +67,8 @@ _CHECKPOINT_WRAPPERS = ('state_dict', 'model', 'module')
 def load_weights_file(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     """Load a state dict safely (``weights_only=True``), unwrapping the
     usual ``state_dict``/``model`` containers."""
-    ckpt = torch.load(os.fspath(path), map_location='cpu', weights_only=True)
+    # weights_only with mapet's explicit allow-list, never a fallback.
+    ckpt = safe_torch_load(os.fspath(path), map_location='cpu')
     for key in _CHECKPOINT_WRAPPERS:
         if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
             ckpt = ckpt[key]
@@ -74,8 +77,11 @@ def load_weights_file(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     return ckpt
 
 
-def load_strict(module: nn.Module, state: Dict[str, Any], source: str,
-                ignored_prefixes: Tuple[str, ...] = ()) -> List[str]:
+def load_strict(
+    module: nn.Module,
+    state: Dict[str, Any],
+    source: str,
+    ignored_prefixes: Tuple[str, ...] = ()) -> List[str]:
     """``load_state_dict`` that fails on any missing or unexpected key.
 
     Args:
@@ -102,7 +108,8 @@ def _warn_random(name: str) -> None:
     print_log(
         f'{name}: no checkpoint given, weights are RANDOM; its tokens are '
         'meaningless. Pass `checkpoint=<released weights file>`.',
-        logger='current', level=logging.WARNING)
+        logger='current',
+        level=logging.WARNING)
 
 
 @MODELS.register_module()

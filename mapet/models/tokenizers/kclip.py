@@ -57,7 +57,8 @@ class ClipResNetTrunk(nn.Module):
                 f'k-CLIP: {clip_model} is RANDOMLY INITIALISED '
                 '(pretrained=None); its tokens are meaningless. Pass '
                 "pretrained='openai' (or a checkpoint file) for real use.",
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
         model = open_clip.create_model(
             clip_model, pretrained=pretrained, cache_dir=cache_dir)
         visual = model.visual
@@ -132,8 +133,8 @@ class KClipTokenizer(FrozenTokenizerMixin, nn.Module):
                 'KClipTokenizer needs `codebook`: a file from '
                 'tools/tokenizers/fit_kclip_codebook.py or a (K, D) .npy')
         centroids, meta = load_codebook(codebook)
-        for key, value in (('clip_model', clip_model),
-                           ('normalize', bool(normalize)),
+        for key, value in (('clip_model', clip_model), ('normalize',
+                                                        bool(normalize)),
                            ('layer', FEATURE_LAYER)):
             if key in meta and meta[key] != value:
                 raise ValueError(
@@ -152,7 +153,8 @@ class KClipTokenizer(FrozenTokenizerMixin, nn.Module):
             print_log(
                 f'k-CLIP: codebook was fitted with pretrained={fitted_with!r},'
                 f' tokenizer loads {self.trunk.pretrained_id!r}',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
         cb = torch.from_numpy(centroids)
         self.register_buffer('codebook', cb)
         self.register_buffer('codebook_norms', cb.double().norm(dim=1))
@@ -186,7 +188,9 @@ class KClipTokenizer(FrozenTokenizerMixin, nn.Module):
         feats = self.extract_features(images)
         b, t, d = feats.shape
         ids = nearest_centroid(
-            feats.reshape(b * t, d), self.codebook, self.chunk_size,
+            feats.reshape(b * t, d),
+            self.codebook,
+            self.chunk_size,
             centroid_norms=self.codebook_norms)
         return ids.view(b, t)
 
@@ -204,4 +208,3 @@ class KClipTokenizer(FrozenTokenizerMixin, nn.Module):
     def extra_repr(self) -> str:
         return (f'clip_model={self.clip_model!r}, vocab_size='
                 f'{self.vocab_size}, normalize={self.normalize}')
-

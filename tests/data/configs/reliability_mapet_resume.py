@@ -4,7 +4,9 @@
 # A checkpoint every 4 iterations (mid-epoch), like a preemptible job.
 default_scope = 'mmpretrain'
 custom_imports = dict(
-    imports=['mapet', 'core_tiny_tokenizer', 'reliability_hooks'],
+    imports=[
+        'mapet', 'core_tiny_tokenizer', 'reliability_hooks', 'foundation_hooks'
+    ],
     allow_failed_imports=False)
 
 data_root = '{{fileDirname}}/../../../data/demo'
@@ -85,6 +87,7 @@ default_hooks = dict(
 custom_hooks = [
     dict(type='SelfKillHook', at_iter=-1),
     dict(type='SampleRecorderHook'),
+    dict(type='FoundationLossRecorderHook'),  # per-rank losses
 ]
 env_cfg = dict(
     cudnn_benchmark=False,
