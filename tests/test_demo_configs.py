@@ -1,0 +1,66 @@
+"""The demo's configs agree with each other and with ``tools/demo.py``.
+
+``make demo`` itself is the end-to-end run (minutes); here we check, in
+seconds, the invariants it relies on: the k-CLIP token grid equals the ViT
+patch grid, the head's vocabulary equals the codebook size, the probe builds
+the same backbone the pre-training trains, and the pre-trained weights load
+into it with only ``mask_token`` left over.
+"""
+import importlib.util
+
+import torch
+from mmengine.config import Config
+
+import mapet  # noqa: F401  (registers the components)
+from mmpretrain.registry import MODELS
+
+PRETRAIN = 'configs/demo/mapet_vit-t6-p16_demo.py'
+PROBE = 'configs/demo/vit-t6-p16_linear_demo.py'
+CLIP_STRIDE = 32  # a CLIP ResNet's layer4 downsamples by 32
+
+
+def _demo_module(repo_root):
+    spec = importlib.util.spec_from_file_location(
+        'demo', repo_root / 'tools' / 'demo.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_token_grid_and_vocabulary_match(repo_root):
+    demo = _demo_module(repo_root)
+    cfg = Config.fromfile(str(repo_root / PRETRAIN))
+    backbone = cfg.model.backbone
+    patch_grid = backbone.img_size // backbone.patch_size
+    assert demo.CLIP_INPUT // CLIP_STRIDE == patch_grid
+    assert cfg.model.head.num_embed == demo.NUM_CENTROIDS
+    loader = next(t for t in cfg.train_dataloader.dataset.pipeline
+                  if t.type == 'LoadVisualTokens')
+    assert loader.grid_size == patch_grid
+    assert loader.vocab_size == demo.NUM_CENTROIDS
+    assert loader.store.rstrip('/') == f'{demo.WORK_DIR}/tokens_train'
+    assert 1 <= backbone.cutting_point <= patch_grid**2 - 1
+    # Same 25 % context as the paper's ViT-T (50 of 196 patches).
+    assert abs(backbone.cutting_point / patch_grid**2 - 50 / 196) < 0.01
+    assert cfg.optim_wrapper.type == 'OptimWrapper'  # CPU: no AMP
+
+
+def test_pretrained_backbone_loads_into_the_probe(repo_root, tmp_path):
+    torch.manual_seed(0)
+    pre_cfg = Config.fromfile(str(repo_root / PRETRAIN))
+    probe_cfg = Config.fromfile(str(repo_root / PROBE))
+    pretrain = MODELS.build(pre_cfg.model)
+    ckpt = tmp_path / 'epoch_12.pth'
+    torch.save({'state_dict': pretrain.state_dict()}, ckpt)
+
+    probe_cfg.model.backbone.init_cfg.checkpoint = str(ckpt)
+    probe = MODELS.build(probe_cfg.model)
+    probe.init_weights()
+    for name, value in probe.backbone.state_dict().items():
+        assert torch.equal(value, pretrain.backbone.state_dict()[name]), name
+    extra = set(pretrain.backbone.state_dict()) - set(
+        probe.backbone.state_dict())
+    assert extra == {'mask_token'}
+    # The probe trains the head only.
+    trainable = [n for n, p in probe.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith('head.') for n in trainable)
