@@ -26,6 +26,7 @@ log_level = 'INFO'
 load_from = None
 resume = False
 
-# Seeds the permutations too (PermutationMaskGenerator draws from numpy's
-# RNG, which MMEngine seeds per rank and dataloader worker).
+# Seeds the permutations and augmentations too: the pre-training loop
+# (ExactResumeEpochBasedTrainLoop) draws every random transform from
+# (seed, epoch, sample_idx), so runs are reproducible and resume bit for bit.
 randomness = dict(seed=0, diff_rank_seed=True, deterministic=False)

@@ -47,8 +47,8 @@ train_pipeline = [
 train_dataloader = dict(
     batch_size=32,
     num_workers=8,
-    # Persistent workers keep advancing their RNG across epochs, so every
-    # epoch draws new permutations.
+    # Permutations and colour jitter depend on (seed, epoch, sample) only
+    # (see mapet/datasets/sample_rng.py), whatever the workers do.
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),

@@ -27,13 +27,13 @@ class PermutationMaskGenerator(BaseTransform):
     built once on the model side (see ``MaPeTViT``), never per sample.
 
     Randomness comes from numpy's global RNG, like mmpretrain's
-    ``BEiTMaskGenerator``: MMEngine seeds it in the main process from
-    ``randomness.seed`` and in every dataloader worker with
-    ``seed + rank * num_workers + worker_id``, so a run is reproducible for a
-    fixed seed, world size and ``num_workers``. On resume the workers start
-    their streams again from those seeds (as for every other random
-    transform of the pipeline); keep ``persistent_workers=True`` so that the
-    streams advance across epochs instead of restarting every epoch.
+    ``BEiTMaskGenerator``. Under the pre-training loop
+    (``ExactResumeEpochBasedTrainLoop``) the pipeline runs inside
+    :class:`~mapet.datasets.sample_rng.PerSampleRNG`, which seeds that RNG
+    from ``(seed, epoch, sample_idx)`` before each sample: the permutation
+    of an image in an epoch is then the same whatever the workers, the
+    world size or a resume. Outside that loop the stream is MMEngine's
+    per-worker seeding (reproducible for a fixed seed and ``num_workers``).
 
     **Required Keys**:
 
