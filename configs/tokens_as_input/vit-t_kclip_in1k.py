@@ -1,21 +1,8 @@
-# Tokens as input (paper Table 7): ViT-T (DeiT-tiny: 12 layers, 192 dims,
-# 3 heads) over embeddings of the 14 x 14 k-CLIP tokens, average pooled.
-_base_ = ['./mlp_kclip_in1k.py']
-
-vit_dims = 192
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='TokenViT',
-        vocab_size={{_base_.vocab_size}},
-        grid_size={{_base_.grid_size}},
-        arch='deit-tiny',
-        drop_path_rate=0.1,
-        out_type='avg_featmap',
-        final_norm=False,
-        init_cfg=[
-            dict(type='TruncNormal', layer=['Linear', 'Embedding'], std=0.02),
-            dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0),
-        ]),
-    neck=None,
-    head=dict(in_channels=vit_dims))
+# Tokens as input (paper Table 7): classify ImageNet-1k from the 14 x 14
+# k-CLIP tokens alone with ViT-T.
+_base_ = [
+    '../_base_/models/token_vit-t.py',
+    '../_base_/datasets/imagenet_tokens_kclip.py',
+    '../_base_/schedules/tokens_as_input_adamw_100e.py',
+    '../_base_/default_runtime.py',
+]

@@ -1,26 +1,8 @@
-# Tokens as input, ViT-T, BEiT v2 VQ-KD tokens (store written with
-# configs/_base_/tokenizers/vqkd_beitv2.py).
-_base_ = ['./vit-t_kclip_in1k.py']
-
-token_store = 'data/tokens/in1k_vqkd'
-train_pipeline = [
-    dict(
-        type='LoadVisualTokens',
-        store=token_store + '/train',
-        grid_size={{_base_.grid_size}},
-        vocab_size={{_base_.vocab_size}},
-        crop='center'),
-    dict(type='PackInputs', input_key='visual_tokens'),
+# Tokens as input (paper Table 7): classify ImageNet-1k from the 14 x 14
+# BEiT v2 VQ-KD tokens alone with ViT-T.
+_base_ = [
+    '../_base_/models/token_vit-t.py',
+    '../_base_/datasets/imagenet_tokens_vqkd.py',
+    '../_base_/schedules/tokens_as_input_adamw_100e.py',
+    '../_base_/default_runtime.py',
 ]
-val_pipeline = [
-    dict(
-        type='LoadVisualTokens',
-        store=token_store + '/val',
-        grid_size={{_base_.grid_size}},
-        vocab_size={{_base_.vocab_size}},
-        crop='center'),
-    dict(type='PackInputs', input_key='visual_tokens'),
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
-test_dataloader = val_dataloader

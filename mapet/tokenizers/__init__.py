@@ -7,6 +7,7 @@
   fixed centre-crop preprocessing used by the extraction tools.
 * :mod:`.extraction`: the resumable, ``torchrun``-distributed engines behind
   ``tools/tokenizers/*.py``.
+* :mod:`.cli`: the command-line flags and image listing those tools share.
 """
 from .codebook import (CODEBOOK_FORMAT, centroids_sha256, load_codebook,
                        nearest_centroid, save_codebook)

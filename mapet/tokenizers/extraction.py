@@ -5,7 +5,6 @@ Both split the sorted image list into fixed-size chunks/shards, give chunk
 a rerun after an interruption skips what is done and produces the same bytes
 whatever the number of processes. Rank 0 merges/fits after a barrier.
 """
-import json
 import os
 import os.path as osp
 from collections import deque
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mapet.utils.atomic import atomic_write, atomic_write_text
+from mapet.utils.atomic import atomic_write
 from . import token_store as ts
 from .images import CenterCropImages, ImageRecord, dist_barrier, sorted_unique
 
@@ -156,17 +155,11 @@ def extract_tokens(tokenizer: nn.Module,
 
 
 def _check_or_write_job(path: str, job: Dict[str, Any]) -> None:
-    if osp.isfile(path):
-        with open(path, encoding='utf-8') as f:
-            old = json.load(f)
-        diff = sorted(
-            k for k in set(old) | set(job) if old.get(k) != job.get(k))
-        if diff:
-            raise ValueError(
-                f'{osp.dirname(path)} caches features of another run '
-                f'(differs in: {", ".join(diff)}); use another --work-dir')
-        return
-    atomic_write_text(path, json.dumps(job, sort_keys=True, indent=1) + '\n')
+    diff = ts.record_job(path, job)
+    if diff:
+        raise ValueError(
+            f'{osp.dirname(path)} caches features of another run '
+            f'(differs in: {", ".join(diff)}); use another --work-dir')
 
 
 def _shard_path(work_dir: str, shard: int) -> str:

@@ -88,20 +88,35 @@ def prepare_parts(root: PathLike, job: Dict) -> None:
             f'{root} already holds a finished token store; choose another '
             'output directory or delete it to re-extract')
     os.makedirs(osp.join(root, PARTS_DIR), exist_ok=True)
-    job_path = osp.join(root, PARTS_DIR, JOB_NAME)
+    diff = record_job(osp.join(root, PARTS_DIR, JOB_NAME), job)
+    if diff:
+        raise TokenStoreError(
+            f'{root}/{PARTS_DIR} holds parts of another extraction '
+            f'(differs in: {", ".join(diff)}); delete {PARTS_DIR}/ or use '
+            'another output directory')
+
+
+def record_job(path: str, job: Dict) -> List[str]:
+    """Record a resumable job's description, or check it against the one
+    recorded.
+
+    Args:
+        path (str): JSON file of the job description.
+        job (dict): The job description.
+
+    Returns:
+        list[str]: The keys in which the job already recorded at ``path``
+        differs from ``job`` (sorted); empty when ``path`` records the same
+        job or did not exist (then ``job`` is written there atomically).
+    """
     text = json.dumps(job, sort_keys=True, indent=1) + '\n'
-    if osp.isfile(job_path):
-        with open(job_path, encoding='utf-8') as f:
+    if osp.isfile(path):
+        with open(path, encoding='utf-8') as f:
             old = json.load(f)
-        diff = sorted(
+        return sorted(
             k for k in set(old) | set(job) if old.get(k) != job.get(k))
-        if diff:
-            raise TokenStoreError(
-                f'{root}/{PARTS_DIR} holds parts of another extraction '
-                f'(differs in: {", ".join(diff)}); delete {PARTS_DIR}/ or use '
-                'another output directory')
-        return
-    atomic_write_text(job_path, text)
+    atomic_write_text(path, text)
+    return []
 
 
 def chunk_done(root: PathLike, chunk: int, rows: int, num_tokens: int) -> bool:

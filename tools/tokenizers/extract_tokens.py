@@ -29,36 +29,26 @@ sys.path.insert(0,
 import torch  # noqa: E402
 
 import mapet  # noqa: E402,F401  (registers the tokenizers)
+from mapet.tokenizers.cli import (  # noqa: E402
+    add_clip_args, add_image_source_args, add_loader_args, list_source_images,
+    pretrained_arg)
 from mapet.tokenizers.extraction import extract_tokens  # noqa: E402
-from mapet.tokenizers.images import (
-    init_tool_dist,  # noqa: E402
-    list_dataset_config,
-    list_image_folder)
+from mapet.tokenizers.images import init_tool_dist  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument('--dataset-config', help='mmpretrain config file')
-    src.add_argument('--image-folder', help='folder of images (recursive)')
-    p.add_argument('--split', default='train')
-    p.add_argument('--data-root', help='override the dataset data_root')
+    add_image_source_args(p)
     tok = p.add_mutually_exclusive_group(required=True)
     tok.add_argument(
         '--tokenizer-config',
         help='python config file with `tokenizer = dict(...)`')
     tok.add_argument('--codebook', help='k-CLIP codebook (KClipTokenizer)')
-    p.add_argument('--clip-model', default='RN50x64')
-    p.add_argument(
-        '--pretrained',
-        default='openai',
-        help="open_clip tag, checkpoint file or 'none'")
-    p.add_argument('--normalize', action='store_true')
+    add_clip_args(p)
     p.add_argument(
         '--input-size', type=int, help="crop side; default: the tokenizer's")
     p.add_argument('--chunk-size', type=int, default=1024)
-    p.add_argument('--batch-size', type=int, default=32)
-    p.add_argument('--num-workers', type=int, default=4)
+    add_loader_args(p)
     p.add_argument(
         '--seed',
         type=int,
@@ -80,12 +70,10 @@ def build_tokenizer_from_args(args: argparse.Namespace):
             raise KeyError(f'{args.tokenizer_config} defines no `tokenizer`')
         cfg = cfg['tokenizer']
     else:
-        pretrained = None if args.pretrained.lower() == 'none' \
-            else args.pretrained
         cfg = dict(
             type='KClipTokenizer',
             clip_model=args.clip_model,
-            pretrained=pretrained,
+            pretrained=pretrained_arg(args.pretrained),
             codebook=args.codebook,
             normalize=args.normalize)
         if args.input_size:
@@ -96,13 +84,7 @@ def build_tokenizer_from_args(args: argparse.Namespace):
 def main(argv: Optional[List[str]] = None) -> Optional[dict]:
     args = parse_args(argv)
     rank, world, device = init_tool_dist()
-    if args.dataset_config:
-        records = list_dataset_config(args.dataset_config, args.split,
-                                      args.data_root)
-        info = dict(source='config', split=args.split)
-    else:
-        records = list_image_folder(args.image_folder)
-        info = dict(source='folder')
+    records, info = list_source_images(args)
     torch.manual_seed(args.seed)
     tokenizer = build_tokenizer_from_args(args)
     manifest = extract_tokens(

@@ -33,38 +33,22 @@ from mapet.models.tokenizers.kclip import (
     CLIP_STD,  # noqa: E402
     FEATURE_LAYER,
     ClipResNetTrunk)
+from mapet.tokenizers.cli import (  # noqa: E402
+    add_clip_args, add_image_source_args, add_loader_args, list_source_images,
+    pretrained_arg)
 from mapet.tokenizers.codebook import save_codebook  # noqa: E402
 from mapet.tokenizers.extraction import (
     fit_kmeans,  # noqa: E402
     sample_clip_features)
-from mapet.tokenizers.images import (
-    init_tool_dist,  # noqa: E402
-    list_dataset_config,
-    list_image_folder)
+from mapet.tokenizers.images import init_tool_dist  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument('--dataset-config', help='mmpretrain config file')
-    src.add_argument('--image-folder', help='folder of images (recursive)')
-    p.add_argument(
-        '--split',
-        default='train',
-        help='<split>_dataloader.dataset of the config')
-    p.add_argument('--data-root', help='override the dataset data_root')
-    p.add_argument('--clip-model', default='RN50x64')
-    p.add_argument(
-        '--pretrained',
-        default='openai',
-        help="open_clip tag, checkpoint file, or 'none' (random "
-        'init: meaningless codebook, for tests only)')
+    add_image_source_args(p)
+    add_clip_args(p)
     p.add_argument('--input-size', type=int, default=448)
     p.add_argument('--interpolation', default='bicubic')
-    p.add_argument(
-        '--normalize',
-        action='store_true',
-        help='L2-normalise features (official code: no)')
     p.add_argument('--num-centroids', type=int, default=8192)
     p.add_argument('--sample-fraction', type=float, default=0.02)
     p.add_argument('--seed', type=int, default=0)
@@ -78,8 +62,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         type=int,
         default=1024,
         help='images per cached feature shard')
-    p.add_argument('--batch-size', type=int, default=32)
-    p.add_argument('--num-workers', type=int, default=4)
+    add_loader_args(p)
     p.add_argument('--work-dir', required=True, help='feature cache')
     p.add_argument('--out', required=True, help='codebook file (.npz)')
     p.add_argument('--no-progress', action='store_true')
@@ -89,14 +72,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> Optional[dict]:
     args = parse_args(argv)
     rank, world, device = init_tool_dist()
-    if args.dataset_config:
-        records = list_dataset_config(args.dataset_config, args.split,
-                                      args.data_root)
-        source = dict(source='config', split=args.split)
-    else:
-        records = list_image_folder(args.image_folder)
-        source = dict(source='folder')
-    pretrained = None if args.pretrained.lower() == 'none' else args.pretrained
+    records, source = list_source_images(args)
+    pretrained = pretrained_arg(args.pretrained)
     # identical random init on every rank when pretrained is 'none'
     torch.manual_seed(args.seed)
     trunk = ClipResNetTrunk(args.clip_model, pretrained)

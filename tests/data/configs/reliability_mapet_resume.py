@@ -2,101 +2,37 @@
 # 4 (6 iterations per epoch), 2 epochs, shuffled, random colour jitter and
 # permutations, drop path on: every source of randomness a real run has.
 # A checkpoint every 4 iterations (mid-epoch), like a preemptible job.
-default_scope = 'mmpretrain'
-custom_imports = dict(
-    imports=[
-        'mapet', 'core_tiny_tokenizer', 'reliability_hooks', 'foundation_hooks'
-    ],
-    allow_failed_imports=False)
+_base_ = './_tiny_mapet_base.py'
 
-data_root = '{{fileDirname}}/../../../data/demo'
-img_size = 32
-patch_size = 8
-vocab_size = 16
+custom_imports = dict(imports=[
+    'mapet', 'core_tiny_tokenizer', 'reliability_hooks', 'foundation_hooks'
+])
 
-model = dict(
-    type='MaPeT',
-    backbone=dict(
-        type='MaPeTViT',
-        arch=dict(
-            embed_dims=64, num_layers=2, num_heads=2,
-            feedforward_channels=128),
-        img_size=img_size,
-        patch_size=patch_size,
-        mode='mapet',
-        cutting_point=4,
-        drop_path_rate=0.1,
-        layer_scale_init_value=0.1,
-        out_type='raw'),
-    head=dict(type='TwoStreamHead', embed_dims=64, num_embed=vocab_size),
-    target_generator=dict(
-        type='CoreTinyTokenizer', vocab_size=vocab_size,
-        patch_size=patch_size))
-
-data_preprocessor = dict(
-    type='SelfSupDataPreprocessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True)
+model = dict(backbone=dict(drop_path_rate=0.1))
 
 train_dataloader = dict(
     batch_size=4,
-    num_workers=0,
     persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
     dataset=dict(
-        type='CustomDataset',
-        data_root=data_root,
-        ann_file='meta/train.txt',
-        data_prefix='train',
         indices=list(range(0, 320, 13))[:24],  # 24 images, all 8 classes
         pipeline=[
-            dict(type='SafeLoadImageFromFile'),
-            dict(type='Resize', scale=(img_size, img_size)),
-            dict(
-                type='ColorJitter',
-                brightness=0.4,
-                contrast=0.4,
-                saturation=0.4),
-            dict(
-                type='PermutationMaskGenerator',
-                input_size=img_size,
-                patch_size=patch_size),
-            dict(type='PackInputs', algorithm_keys=['permutation']),
+            dict(_base_.train_dataloader.dataset.pipeline[0],
+                 type='SafeLoadImageFromFile'),
+            *_base_.train_dataloader.dataset.pipeline[1:],
         ]))
 
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
-    clip_grad=dict(max_norm=3.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=5, end=12)
 ]
-train_cfg = dict(type='ExactResumeEpochBasedTrainLoop', max_epochs=2)
+train_cfg = dict(
+    _delete_=True, type='ExactResumeEpochBasedTrainLoop', max_epochs=2)
 
 default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=1),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(
-        type='CheckpointHook', interval=4, by_epoch=False, max_keep_ckpts=2),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='VisualizationHook', enable=False))
+    checkpoint=dict(interval=4, max_keep_ckpts=2))
 custom_hooks = [
     dict(type='SelfKillHook', at_iter=-1),
     dict(type='SampleRecorderHook'),
     dict(type='FoundationLossRecorderHook'),  # per-rank losses
 ]
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='gloo'))
-vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
-log_level = 'INFO'
-load_from = None
-resume = False
-randomness = dict(seed=0, diff_rank_seed=True, deterministic=False)
-log_processor = dict(by_epoch=False, window_size=1)
+randomness = dict(diff_rank_seed=True)

@@ -1,0 +1,16 @@
+# ImageNet-1k as BEiT v2 VQ-KD tokens (store written with
+# configs/_base_/tokenizers/vqkd_beitv2.py): the k-CLIP token data with another store.
+_base_ = './imagenet_tokens_kclip.py'
+
+token_store = 'data/tokens/in1k_vqkd'
+train_pipeline = [
+    dict(_base_.train_pipeline[0], store=token_store + '/train'),
+    *_base_.train_pipeline[1:],
+]
+val_pipeline = [
+    dict(_base_.val_pipeline[0], store=token_store + '/val'),
+    *_base_.val_pipeline[1:],
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
+test_dataloader = val_dataloader
