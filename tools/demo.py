@@ -8,7 +8,8 @@ ImageNet scale, called as a subprocess with its own progress bar or log:
 2. ``tools/tokenizers/fit_kclip_codebook.py``: k-CLIP codebook (k-means over
    CLIP RN50 layer4 features). No weights can be fetched here, so the CLIP
    tower is RANDOMLY INITIALISED (seeded): the tokens are k-means clusters of
-   random conv features, not CLIP semantics. Real use: ``--pretrained openai``;
+   random conv features, not CLIP semantics. Real use: ``--pretrained openai``
+   here and in step 3;
 3. ``tools/tokenizers/extract_tokens.py``: token store of the train split;
 4. ``tools/train.py configs/demo/mapet_vit-t6-p16_demo.py``: MaPeT
    pre-training of a 6-layer ViT on those tokens;
@@ -153,7 +154,8 @@ def main() -> None:
            '!!! The CLIP tower is RANDOMLY INITIALISED (no weights can be '
            'fetched here):\n!!! tokens are clusters of random conv features. '
            'For real use replace\n!!! `--pretrained none` by `--pretrained '
-           'openai` (and RN50 by RN50x64 at 448 px).')
+           'openai` in both fit_kclip_codebook.py and\n!!! extract_tokens.py '
+           '(and RN50 by RN50x64 at 448 px).')
     timings['fit_codebook'] = run([
         py, 'tools/tokenizers/fit_kclip_codebook.py', '--image-folder',
         osp.join(data, 'train'), '--clip-model', CLIP_MODEL, '--pretrained',
@@ -164,7 +166,8 @@ def main() -> None:
     ])
 
     store = osp.join(work, 'tokens_train')
-    banner('3/6 token store of the train split')
+    banner('3/6 token store of the train split (same random CLIP tower: '
+           '`--pretrained openai` for real use)')
     timings['extract_tokens'] = run([
         py, 'tools/tokenizers/extract_tokens.py', '--image-folder',
         osp.join(data, 'train'), '--codebook', codebook, '--clip-model',

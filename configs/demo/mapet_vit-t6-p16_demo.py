@@ -5,7 +5,8 @@
 #   - 96 px images -> 6x6 patches, matching a CLIP ResNet at 192 px (6x6 grid),
 #   - 6 layers instead of 12, cutting point 9 (25 % context, as c = 50 of 196),
 #   - a k-CLIP codebook of `vocab_size` centroids fitted on the demo images,
-#   - plain OptimWrapper (AMP needs a GPU), a short constant-after-warmup lr.
+#   - plain OptimWrapper (AMP needs a GPU), 12 epochs: linear warmup
+#     (2 epochs) then cosine.
 # `tools/demo.py` fits the codebook, extracts the token store and launches
 # this config with tools/train.py.
 _base_ = '../mapet/mapet_vit-t_300e_in1k.py'

@@ -10,7 +10,9 @@ epoch.
 
 :class:`PerSampleRNG` removes that state: before running its transforms
 on a sample it seeds the three global RNGs from
-``(seed, epoch, sample_idx)``, and afterwards it puts the previous global
+``(seed, epoch, sample_idx)`` (plus the index into the outermost dataset
+when it is a ``ConcatDataset``/``RepeatDataset``/... wrapper, see
+:func:`wrap_dataset_pipelines`), and afterwards it puts the previous global
 states back. Every random transform inside it (stock ones like
 ``ColorJitter`` as well as ``PermutationMaskGenerator``) then produces the
 same output for the same sample in the same epoch, whatever the process,
@@ -108,8 +110,12 @@ def seed_global_rngs(*keys: int) -> None:
     words = derive_seed_words(*keys)
     np.random.seed(words)
     random.seed(int(words[0]) << 32 | int(words[1]))
-    # torch.manual_seed also seeds every CUDA device's generator.
-    torch.manual_seed(int(words[2]) << 32 | int(words[3]))
+    # Only the CPU generator: torch.manual_seed would also reseed every CUDA
+    # generator, which preserve_global_rngs does not restore (with
+    # num_workers=0 the transforms run in the main process, whose CUDA RNG
+    # drives dropout / drop path). Transforms draw on the CPU.
+    torch.random.default_generator.manual_seed(
+        int(words[2]) << 32 | int(words[3]))
 
 
 @contextlib.contextmanager
@@ -187,9 +193,16 @@ class PerSampleRNG(BaseTransform):
                 "MMEngine's BaseDataset.get_data_info); the dataset "
                 f'produced only {sorted(results)}.')
         seed, epoch = state
+        keys = [seed, epoch]
+        if _TOP_INDEX[0] is not None:
+            # Reached through a dataset wrapper (see wrap_dataset_pipelines):
+            # the index into the outermost dataset tells apart the leaves of
+            # a ConcatDataset and the repeats of a RepeatDataset, which share
+            # leaf-local sample_idx values.
+            keys.append(_TOP_INDEX[0])
+        keys.append(int(results['sample_idx']))
         with preserve_global_rngs():
-            seed_global_rngs(seed, epoch, int(results['sample_idx']),
-                             SAMPLE_STREAM)
+            seed_global_rngs(*keys, SAMPLE_STREAM)
             return self.transforms(results)
 
     def __repr__(self) -> str:
@@ -209,11 +222,79 @@ def _datasets_of(dataset) -> List:
     return [dataset]
 
 
+# Index into the outermost (wrapper) dataset of the item being fetched, set
+# by _recording_getitem for the duration of that call; None outside.
+# Dataloader workers fetch one item at a time, so a process-global suffices.
+_TOP_INDEX: List[Optional[int]] = [None]
+
+
+def _recording_getitem(self, idx):
+    """``__getitem__`` of the outermost wrapper: records ``idx``."""
+    prev = _TOP_INDEX[0]
+    _TOP_INDEX[0] = int(idx)
+    try:
+        return type(self)._mapet_base_cls.__getitem__(self, idx)
+    finally:
+        _TOP_INDEX[0] = prev
+
+
+def _recording_reduce_ex(self, protocol):
+    """Pickle (spawn workers) / deepcopy as the base class, then restore the
+    index-recording class on load: the dynamic class is not importable."""
+    cls = type(self)
+    self.__class__ = cls._mapet_base_cls
+    try:
+        rv = self.__reduce_ex__(protocol)
+    finally:
+        self.__class__ = cls
+    return (_rebuild_index_recording, (rv[0], rv[1])) + tuple(rv[2:])
+
+
+_INDEX_RECORDING_CLASSES: dict = {}
+
+
+def _index_recording_class(base: type) -> type:
+    """A subclass of ``base`` whose ``__getitem__`` records the index.
+
+    ``__getitem__`` is looked up on the type, so an instance attribute would
+    not do; the subclass adds no slots, so ``obj.__class__`` can be
+    switched to it in place (the dataloader already holds ``obj``).
+    """
+    cls = _INDEX_RECORDING_CLASSES.get(base)
+    if cls is None:
+        cls = type(
+            base.__name__, (base, ),
+            dict(
+                __slots__=(),
+                __module__=base.__module__,
+                __qualname__=base.__qualname__,
+                _mapet_base_cls=base,
+                __getitem__=_recording_getitem,
+                __reduce_ex__=_recording_reduce_ex))
+        _INDEX_RECORDING_CLASSES[base] = cls
+    return cls
+
+
+def _rebuild_index_recording(func, args):
+    obj = func(*args)
+    obj.__class__ = _index_recording_class(type(obj))
+    return obj
+
+
 def wrap_dataset_pipelines(dataset) -> int:
     """Wrap every leaf dataset's whole pipeline in :class:`PerSampleRNG`.
 
     Idempotent. Called in the main process before the first worker starts,
     so workers inherit the wrapped pipeline.
+
+    If ``dataset`` is a wrapper (``ConcatDataset``, ``RepeatDataset``,
+    ...), its class is also given a ``__getitem__`` that records the index
+    into ``dataset`` while the item is fetched, and :class:`PerSampleRNG`
+    adds that index to the seed key. Leaf-local ``sample_idx`` values
+    repeat across the leaves of a ``ConcatDataset`` and across the repeats
+    of a ``RepeatDataset``; the outermost index does not, so every item
+    gets its own draws. An unwrapped dataset keeps the
+    ``(seed, epoch, sample_idx)`` key (there the two indices coincide).
 
     Args:
         dataset: A dataset or dataset wrapper.
@@ -222,7 +303,8 @@ def wrap_dataset_pipelines(dataset) -> int:
         int: Number of pipelines newly wrapped.
     """
     wrapped = 0
-    for leaf in _datasets_of(dataset):
+    leaves = _datasets_of(dataset)
+    for leaf in leaves:
         pipeline = getattr(leaf, 'pipeline', None)
         if pipeline is None or isinstance(pipeline, PerSampleRNG):
             continue
@@ -231,4 +313,8 @@ def wrap_dataset_pipelines(dataset) -> int:
             continue
         leaf.pipeline = PerSampleRNG(pipeline)
         wrapped += 1
+    is_wrapper = not (len(leaves) == 1 and leaves[0] is dataset)
+    if is_wrapper and \
+            type(dataset) not in _INDEX_RECORDING_CLASSES.values():
+        dataset.__class__ = _index_recording_class(type(dataset))
     return wrapped

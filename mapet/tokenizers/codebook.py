@@ -181,6 +181,11 @@ def nearest_centroid(
 
     Returns:
         Tensor: (N,) int64 indices.
+
+    Raises:
+        ValueError: On a non-finite (NaN/inf) feature row or centroid: it
+            has no nearest centroid, and the index returned would be
+            garbage (or out of the vocabulary).
     """
     if features.ndim != 2 or centroids.ndim != 2:
         raise ValueError(
@@ -194,6 +199,10 @@ def nearest_centroid(
     num_centroids = centroids.shape[0]
     device = features.device
     centroids = centroids.to(device=device, dtype=torch.float32)
+    if not bool(torch.isfinite(centroids).all()):
+        raise ValueError(
+            'nearest_centroid: the codebook holds non-finite (NaN/inf) '
+            'centroids; refit it, or check that the right file was loaded.')
     if centroid_norms is None:
         centroid_norms = centroids.double().norm(dim=1)
     c_norm = centroid_norms.to(device=device, dtype=torch.float64)
@@ -209,6 +218,17 @@ def nearest_centroid(
         for start in range(0, num, chunk_size):
             x = features[start:start + chunk_size]
             x32 = x.float()
+            finite = torch.isfinite(x32).all(dim=1)
+            if not bool(finite.all()):
+                bad = (~finite).nonzero()[:, 0] + start
+                raise ValueError(
+                    f'nearest_centroid: {bad.numel()} feature row(s) in the '
+                    f'chunk of rows [{start}, {start + x.shape[0]}) are not '
+                    f'finite (NaN/inf, or beyond the float32 range), first '
+                    f'at row {int(bad[0])}; the nearest centroid is '
+                    'undefined. Likely a diverged or corrupt feature '
+                    'extractor checkpoint, an unnormalised input, or an '
+                    'fp16 overflow: check the features before tokenizing.')
             x_norm = x.double().norm(dim=1)
             # d_hat = |x|^2 - 2 x.c + |c|^2, in place to bound memory.
             d_hat = torch.addmm(
@@ -221,10 +241,21 @@ def nearest_centroid(
             candidates = d_hat <= thresh.float().unsqueeze(1)
             del d_hat
             rows, cols = candidates.nonzero(as_tuple=True)
-            if rows.numel() == x.shape[0]:
-                # exactly one candidate per row: it is the answer
-                out[start:start + x.shape[0]] = cols
+            n_rows = x.shape[0]
+            counts = torch.bincount(rows, minlength=n_rows)
+            if bool(counts.eq(1).all()):
+                # exactly one candidate in every row (rows come sorted):
+                # it is the answer. The per-row check matters: a row
+                # without candidates plus a row with two would also total
+                # n_rows and shift the ids onto the wrong rows.
+                out[start:start + n_rows] = cols
                 continue
+            empty = counts.eq(0)
+            if bool(empty.any()):
+                # Cannot happen for finite x unless d_hat overflows
+                # float32: re-score such rows against every centroid.
+                candidates[empty] = True
+                rows, cols = candidates.nonzero(as_tuple=True)
             best = _refine(x, centroids, rows, cols, num_centroids, chunk_size)
             out[start:start + x.shape[0]] = best
     finally:

@@ -392,3 +392,76 @@ def test_drop_path_one_draw_per_sample_for_both_streams():
     out = drop(torch.ones(64, rows, 1))
     per_sample = out.flatten(1)
     assert torch.all(per_sample == per_sample[:, :1])
+
+
+def test_mim_mask_must_be_bool_or_01_integers():
+    model = make_vit('mim', cutting_point=None)
+    x = torch.randn(2, 3, IMG, IMG)
+    mask = torch.zeros(2, N, dtype=torch.bool)
+    mask[:, :6] = True
+    ref = model(x, mask=mask)[-1]
+    # an exact 0/1 integer mask means the same as the bool one
+    torch.testing.assert_close(model(x, mask=mask.long())[-1], ref)
+    torch.testing.assert_close(model(x, mask=mask.to(torch.uint8))[-1], ref)
+    soft = mask.float() * 0.3  # bool() would silently make 0.3 True
+    with pytest.raises(ValueError, match='must be a bool tensor.*float32'):
+        model(x, mask=soft)
+    with pytest.raises(ValueError, match='must be a bool tensor.*float32'):
+        model(x, mask=mask.float())  # floats are rejected outright
+    with pytest.raises(ValueError, match='values other than 0 and 1'):
+        model(x, mask=mask.long() * 2)
+
+
+@pytest.mark.parametrize('mode', ['mapet', 'pim', 'mim'])
+def test_pretraining_needs_final_norm(mode):
+    cut = None if mode == 'mim' else CUT
+    model = make_vit(mode, cutting_point=cut, final_norm=False)
+    x = torch.randn(2, 3, IMG, IMG)
+    kw = dict(mask=torch.zeros(2, N, dtype=torch.bool)) if mode == 'mim' \
+        else dict(permutation=randperms(2))
+    with pytest.raises(ValueError, match=r'after the final LayerNorm; set '
+                       r'final_norm=True'):
+        model(x, **kw)
+    # the fine-tuning / dense-prediction path (segmentation configs) works
+    model.out_type = 'featmap'
+    assert model(x)[-1].shape == (2, ARCH['embed_dims'], GRID, GRID)
+
+
+def test_train_and_eval_return_the_module():
+    model = make_vit()
+    assert model.train() is model and model.training
+    assert model.eval() is model and not model.training
+    assert model.train(False) is model and not model.training
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_permutation_check_does_not_sync_on_cuda():
+    perm = randperms(4).cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        MaPeTViT._check_permutation(perm, 4, (GRID, GRID))
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    torch.cuda.synchronize()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_invalid_permutation_still_fails_on_cuda():
+    # A failed device-side assertion poisons the CUDA context: subprocess.
+    import subprocess
+    import sys
+    code = (
+        'import torch\n'
+        'from mapet.models.backbones import MaPeTViT\n'
+        f'p = torch.stack([torch.randperm({N}) for _ in range(2)]).cuda()\n'
+        'p[1, 0] = p[1, 1]\n'
+        f'MaPeTViT._check_permutation(p, 2, ({GRID}, {GRID}))\n'
+        'torch.cuda.synchronize()\n')
+    proc = subprocess.run([sys.executable, '-c', code],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode != 0
+    assert 'assert' in proc.stderr.lower(), proc.stderr[-2000:]

@@ -191,3 +191,6 @@ def test_strip_cli_writes_weights_only_checkpoint(tmp_path, tools_env):
     assert torch.equal(out['state_dict']['backbone.pos_embed'],
                        torch.arange(4.))
     assert out['meta']['dropped'] == {'head.': 1}
+    # written like a training checkpoint: atomically, with a sidecar
+    from mapet.utils import verify_checksum
+    verify_checksum(dst)

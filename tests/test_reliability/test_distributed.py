@@ -5,7 +5,7 @@ batch 4 on ``tests/data/configs/reliability_mapet_resume.py`` (drop path
 off, the only randomness that is per rank by design): the same pre-training
 losses within float tolerance (rel 1e-5) and weights within a tenth of an
 AdamW step per iteration, and each rank trains on a
-disjoint half of the data in every epoch. FOUNDATION's
+disjoint half of the data in every epoch.
 ``tests/test_foundation_tools.py`` checks the same equivalence for a
 classifier; this is the MaPeT two-stream loss with permutations, colour
 jitter and the exact-resume loop.
@@ -63,7 +63,7 @@ def runs(tmp_path_factory, env, repo_root, demo_data_root):
 
 
 def _losses(work_dir: Path, rank: int, world_size: int) -> Dict[int, float]:
-    """Per-iteration losses written by FOUNDATION's loss recorder hook."""
+    """Per-iteration losses written by ``FoundationLossRecorderHook``."""
     with open(work_dir / f'loss_rank{rank}.json') as f:
         record = json.load(f)
     if 'losses' in record:

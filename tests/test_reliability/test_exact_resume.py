@@ -23,6 +23,7 @@ from typing import Dict, List
 import numpy as np
 import pytest
 import torch
+from mmengine.dataset import BaseDataset
 
 from mapet.datasets.sample_rng import (PerSampleRNG, reset_sample_rng_state,
                                        set_sample_rng_state)
@@ -189,3 +190,91 @@ def test_per_sample_rng_is_pure_and_restores_global_state():
         assert 'PerSampleRNG(transforms=' in repr(wrapped)
     finally:
         reset_sample_rng_state()
+
+
+class _Toy(BaseDataset):
+    """``n`` empty samples (picklable: module level)."""
+
+    def __init__(self, n: int, **kwargs) -> None:
+        self.n = n
+        super().__init__(**kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        return [dict(i=i) for i in range(self.n)]
+
+
+def _toy_dataset(n):
+    return _Toy(n, ann_file='', pipeline=[_Draw()], serialize_data=False)
+
+
+def test_wrapped_datasets_get_distinct_draws_per_item():
+    """ConcatDataset leaves and RepeatDataset repeats share leaf-local
+    sample_idx values; the seed key must still tell their items apart."""
+    import copy
+    import pickle
+
+    from mmengine.dataset import ConcatDataset, RepeatDataset
+
+    from mapet.datasets.sample_rng import wrap_dataset_pipelines
+
+    def draws(dataset):
+        return [dataset[i]['draw'] for i in range(len(dataset))]
+
+    try:
+        set_sample_rng_state(seed=7, epoch=0)
+        plain = _toy_dataset(4)
+        assert wrap_dataset_pipelines(plain) == 1
+        assert type(plain) is _Toy
+        plain_draws = draws(plain)
+        # an unwrapped dataset keeps the (seed, epoch, sample_idx) key
+        assert plain_draws == [
+            PerSampleRNG([_Draw()])({'sample_idx': i})['draw']
+            for i in range(4)
+        ]
+
+        concat = ConcatDataset([_toy_dataset(3), _toy_dataset(3)])
+        assert wrap_dataset_pipelines(concat) == 2
+        assert wrap_dataset_pipelines(concat) == 0  # idempotent
+        got = draws(concat)
+        assert len(set(got)) == 6, got  # was: item k of each leaf equal
+        assert draws(concat) == got  # still a pure function of the item
+
+        repeat = RepeatDataset(_toy_dataset(3), times=3)
+        assert wrap_dataset_pipelines(repeat) == 1
+        got = draws(repeat)
+        assert len(set(got)) == 9, got  # was: every repeat equal
+        assert isinstance(repeat, RepeatDataset)
+        assert [repeat[i]['sample_idx'] for i in range(3)] == [0, 1, 2]
+        # workers under spawn / deepcopy get a recording copy too
+        for clone in (pickle.loads(pickle.dumps(repeat)),
+                      copy.deepcopy(repeat)):
+            assert type(clone) is type(repeat)
+            assert draws(clone) == got
+        # leaves reached directly (not through the wrapper) fall back
+        leaf = repeat.dataset
+        assert leaf[1]['draw'] == PerSampleRNG([_Draw()])(
+            {'sample_idx': 1})['draw']
+    finally:
+        reset_sample_rng_state()
+
+
+def test_seed_global_rngs_leaves_cuda_generators_alone(monkeypatch):
+    """Only the CPU torch RNG is seeded (and restored by
+    preserve_global_rngs); with num_workers=0 the transforms run in the
+    main process, whose CUDA RNG drives drop path / dropout."""
+    from mapet.datasets.sample_rng import preserve_global_rngs, \
+        seed_global_rngs
+
+    def fail(*args, **kwargs):
+        raise AssertionError('the CUDA generators were reseeded')
+
+    monkeypatch.setattr(torch.cuda, 'manual_seed_all', fail)
+    monkeypatch.setattr(torch.cuda, 'manual_seed', fail)
+    torch.random.default_generator.manual_seed(3)
+    before = torch.get_rng_state()
+    with preserve_global_rngs():
+        seed_global_rngs(1, 2, 3)
+        a = torch.rand(3)
+        seed_global_rngs(1, 2, 3)
+        assert torch.equal(torch.rand(3), a)
+    assert torch.equal(torch.get_rng_state(), before)

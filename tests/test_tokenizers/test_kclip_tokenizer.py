@@ -89,6 +89,48 @@ def test_nearest_centroid_exact_on_hard_ties():
     assert (naive != expected).sum() > 0
 
 
+def test_nearest_centroid_fast_path_is_per_row():
+    """A row without candidates must not shift a tied row's ids.
+
+    A row that overflows float32 in the expansion ``|x|^2 - 2 x.c + |c|^2``
+    (NaN distances) has no candidate. It used to get the id K (out of the
+    vocabulary), and, when an exact tie (duplicate centroids) gave another
+    row two candidates so that the total still equalled the number of rows,
+    the fast path shifted the ids onto the wrong rows.
+    """
+    from mapet.tokenizers.codebook import nearest_centroid
+    g = torch.Generator().manual_seed(0)
+    c = torch.randn(3, 8, generator=g)
+    c = torch.cat([c, c[2:3], torch.full((1, 8), 1e19)])  # c3 == c2
+    x = torch.stack([
+        c[0] + 0.01, torch.full((8, ), 1e20), c[2].clone(), c[1] - 0.01
+    ])
+    expected = brute_force(x, c)
+    assert expected.tolist() == [0, 4, 2, 1]  # ties to the lower index
+    assert nearest_centroid(x, c).tolist() == [0, 4, 2, 1]
+
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf')])
+def test_nearest_centroid_rejects_non_finite_features(bad):
+    from mapet.tokenizers.codebook import nearest_centroid
+    g = torch.Generator().manual_seed(0)
+    c = torch.randn(3, 8, generator=g)
+    c = torch.cat([c, c[2:3]])  # the reviewer's repro: c3 == c2
+    x = torch.stack([c[0] + 0.01, c[1], c[2].clone(), c[1] - 0.01])
+    x[1, 3] = bad
+    with pytest.raises(ValueError,
+                       match=r'1 feature row\(s\) in the chunk of rows '
+                       r'\[0, 4\) are not finite .*first at row 1'):
+        nearest_centroid(x, c)
+    # later chunks report absolute rows
+    x[1, 3], x[3, 0] = 0., bad
+    with pytest.raises(ValueError, match=r'rows \[2, 4\).*at row 3'):
+        nearest_centroid(x, c, chunk_size=2)
+    c[1, 0] = bad
+    with pytest.raises(ValueError, match='non-finite'):
+        nearest_centroid(x[[0, 2]], c)
+
+
 def test_frozen(kclip_case):
     tok = kclip_case[0]
     parent = nn.Module()

@@ -136,13 +136,14 @@ def main() -> None:
         help='also export a linear classifier head (head.fc)')
     args = parser.parse_args()
 
-    from mapet.utils import atomic_write, safe_torch_load
+    from mapet.engine.runner.checkpoint_io import atomic_save_checkpoint
+    from mapet.utils import safe_torch_load
     checkpoint = safe_torch_load(args.src, map_location='cpu')
     state_dict = checkpoint.get('state_dict', checkpoint)
     converted, dropped = convert_to_timm(
         state_dict, prefix=args.prefix, with_head=args.with_head)
-    with atomic_write(args.dst) as f:
-        torch.save(converted, f)
+    # atomic write + `<dst>.sha256` sidecar, as for training checkpoints
+    atomic_save_checkpoint(converted, args.dst)
     print(f'exported {len(converted)} tensors from '
           f'{osp.basename(args.src)} (dropped {dropped}) to {args.dst}')
 

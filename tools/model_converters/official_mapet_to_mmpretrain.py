@@ -158,7 +158,8 @@ def main() -> None:
     parser.add_argument('dst', help='output mmpretrain checkpoint')
     args = parser.parse_args()
 
-    from mapet.utils import atomic_write, safe_torch_load
+    from mapet.engine.runner.checkpoint_io import atomic_save_checkpoint
+    from mapet.utils import safe_torch_load
     checkpoint = safe_torch_load(args.src, map_location='cpu')
     for key in ('model', 'state_dict', 'module'):
         if isinstance(checkpoint, dict) and isinstance(
@@ -170,8 +171,8 @@ def main() -> None:
         source=osp.basename(args.src),
         converter='official_mapet_to_mmpretrain',
         dropped=dropped)
-    with atomic_write(args.dst) as f:
-        torch.save(dict(state_dict=converted, meta=meta), f)
+    # atomic write + `<dst>.sha256` sidecar, as for training checkpoints
+    atomic_save_checkpoint(dict(state_dict=converted, meta=meta), args.dst)
     print(f'converted {len(converted)} tensors (dropped {dropped}); '
           f'saved to {args.dst}')
 

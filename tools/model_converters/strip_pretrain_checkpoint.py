@@ -98,7 +98,8 @@ def main() -> None:
         help='key prefixes that may be dropped')
     args = parser.parse_args()
 
-    from mapet.utils import atomic_write, safe_torch_load
+    from mapet.engine.runner.checkpoint_io import atomic_save_checkpoint
+    from mapet.utils import safe_torch_load
     checkpoint = safe_torch_load(args.src, map_location='cpu')
     kept, dropped = strip_to_backbone(
         state_dict_of(checkpoint), prefix=args.prefix, drop=args.drop)
@@ -106,8 +107,8 @@ def main() -> None:
         source=osp.basename(args.src),
         converter='strip_pretrain_checkpoint',
         dropped=dropped)
-    with atomic_write(args.dst) as f:
-        torch.save(dict(state_dict=kept, meta=meta), f)
+    # atomic write + `<dst>.sha256` sidecar, as for training checkpoints
+    atomic_save_checkpoint(dict(state_dict=kept, meta=meta), args.dst)
     print(f'kept {len(kept)} backbone tensors, dropped {dropped}; '
           f'saved to {args.dst}')
 

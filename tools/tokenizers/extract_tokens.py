@@ -5,7 +5,7 @@ k-CLIP::
     python tools/tokenizers/extract_tokens.py \
         --dataset-config <config> --split train \
         --codebook work_dirs/kclip/kclip_rn50x64_k8192.npz \
-        --out data/tokens/in1k_train
+        --out data/imagenet/visual_tokens/kclip_rn50x64_k8192
 
 Any tokenizer, from a config file holding ``tokenizer = dict(type=...)``
 (e.g. ``configs/_base_/tokenizers/vqkd_beitv2.py``)::

@@ -28,18 +28,14 @@ sys.path.insert(0,
 
 import torch  # noqa: E402
 
-from mapet.models.tokenizers.kclip import (
-    CLIP_MEAN,
-    CLIP_STD,  # noqa: E402
-    FEATURE_LAYER,
-    ClipResNetTrunk)
+from mapet.models.tokenizers.kclip import (  # noqa: E402
+    CLIP_MEAN, CLIP_STD, FEATURE_LAYER, ClipResNetTrunk)
 from mapet.tokenizers.cli import (  # noqa: E402
     add_clip_args, add_image_source_args, add_loader_args, list_source_images,
     pretrained_arg)
 from mapet.tokenizers.codebook import save_codebook  # noqa: E402
-from mapet.tokenizers.extraction import (
-    fit_kmeans,  # noqa: E402
-    sample_clip_features)
+from mapet.tokenizers.extraction import (  # noqa: E402
+    fit_kmeans, sample_clip_features)
 from mapet.tokenizers.images import init_tool_dist  # noqa: E402
 
 

@@ -152,6 +152,15 @@ class MaPeTViT(VisionTransformer):
             trunc_normal_(self.cls_token, std=0.02)
         trunc_normal_(self.mask_token, std=0.02)
 
+    def train(self, mode: bool = True) -> 'MaPeTViT':
+        """Set training mode and return ``self`` like :meth:`nn.Module.train`.
+
+        mmpretrain's ``BaseBackbone.train`` returns None, which breaks
+        ``model = MaPeTViT(...).eval()``.
+        """
+        super().train(mode)
+        return self
+
     # ------------------------------------------------------------------
     # helpers
     # ------------------------------------------------------------------
@@ -244,6 +253,18 @@ class MaPeTViT(VisionTransformer):
                              f'got dtype {permutation.dtype}.')
         expected = torch.arange(num_patches, device=permutation.device)
         valid = (permutation.sort(dim=1).values == expected).all(dim=1)
+        if permutation.device.type != 'cpu':
+            # The same exact check without a host sync every step: an
+            # asynchronous device-side assertion. An invalid permutation
+            # then surfaces at the next synchronisation as "device-side
+            # assert triggered" (CUDA_LAUNCH_BLOCKING=1 pins it here; the
+            # message below is printed where the backend supports it, and
+            # the CPU path raises it as a ValueError).
+            torch._assert_async(
+                valid.all(),
+                f'`permutation` is not a permutation of 0..{num_patches - 1}'
+                ' in some row (it repeats or misses patch indices)')
+            return
         if not bool(valid.all()):
             row = int((~valid).nonzero()[0, 0])
             raise ValueError(
@@ -296,9 +317,24 @@ class MaPeTViT(VisionTransformer):
             (B, N - c, C); row k predicts patch ``permutation[:, c + k]``.
             With ``mask`` (``'mim'``), a 1-tuple holding the patch features
             after the final norm, (B, N, C), in raster order.
+
+        Raises:
+            ValueError: A ``permutation`` or ``mask`` with
+                ``final_norm=False`` (pre-training needs the final norm), or
+                an invalid ``permutation`` / ``mask``. On a non-CPU device
+                an invalid permutation fails an asynchronous device-side
+                assertion instead (no host sync per step).
         """
         if permutation is None and mask is None:
             return super().forward(x)
+        if not self.final_norm:
+            given = 'permutation' if permutation is not None else 'mask'
+            raise ValueError(
+                f'MaPeTViT(final_norm=False) got a `{given}`: '
+                'MaPeT pre-training feeds the head the query stream after '
+                'the final LayerNorm; set final_norm=True (final_norm=False '
+                'is only for the fine-tuning / dense-prediction forward '
+                'without permutation or mask).')
         if self.mode == 'mim':
             if permutation is not None:
                 raise ValueError('MaPeTViT(mode="mim") takes `mask`, not '
@@ -323,6 +359,17 @@ class MaPeTViT(VisionTransformer):
                 f'`mask` must be a bool tensor of shape (B, N) = ({batch}, '
                 f'{num_patches}) for the {grid[0]}x{grid[1]} patch grid, got '
                 f'{shape}.')
+        if mask.dtype != torch.bool:
+            # bool() would turn any nonzero value (a 0.3 soft mask, a 2)
+            # into True; only an exact 0/1 integer mask means the same.
+            if mask.dtype.is_floating_point or mask.is_complex() or \
+                    not bool(((mask == 0) | (mask == 1)).all()):
+                raise ValueError(
+                    '`mask` must be a bool tensor (True = patch replaced by '
+                    'the mask token), or an integer tensor of 0/1; got '
+                    f'dtype {mask.dtype}'
+                    + ('' if mask.dtype.is_floating_point or mask.is_complex()
+                       else ' with values other than 0 and 1') + '.')
         mask = mask.reshape(batch, num_patches, 1).bool()
         # BERT-style: the masked patch becomes M, then gets its E_pos.
         x = torch.where(mask, self.mask_token.to(x.dtype), x)
@@ -331,8 +378,7 @@ class MaPeTViT(VisionTransformer):
         x = self.pre_norm(self.drop_after_pos(x))
         for layer in self.layers:
             x = layer(x)
-        if self.final_norm:
-            x = self.ln1(x)
+        x = self.ln1(x)  # final_norm is checked in forward()
         return (x[:, self.num_extra_tokens:], )
 
     def _forward_two_stream(self, x: torch.Tensor,
@@ -364,8 +410,7 @@ class MaPeTViT(VisionTransformer):
         for i, layer in enumerate(self.layers):
             x = self._two_stream_layer(layer, x, content_len, attn_mask,
                                        i == last)
-        if self.final_norm:
-            x = self.ln1(x)
+        x = self.ln1(x)  # final_norm is checked in forward()
         return (x, )
 
     def _two_stream_layer(self, layer: TransformerEncoderLayer,
