@@ -58,14 +58,13 @@ class TwoStreamHead(BaseModule):
                 f'Target shape {tuple(target.shape)} does not match the '
                 f'predicting features {tuple(feats.shape[:-1])}.')
         target = target.reshape(-1).long()
-        if target.numel():
-            low, high = int(target.min()), int(target.max())
-            if low < 0 or high >= self.num_embed:
-                bad = high if high >= self.num_embed else low
-                raise ValueError(
-                    f'Visual token id {bad} is outside the head vocabulary '
-                    f'of {self.num_embed} ids [0, {self.num_embed - 1}]; set '
-                    "the head's num_embed to the tokenizer's vocab_size.")
+        outside = (target < 0) | (target >= self.num_embed)
+        if bool(outside.any()):  # one host sync per step, not two
+            bad = int(target[outside][0])
+            raise ValueError(
+                f'Visual token id {bad} is outside the head vocabulary of '
+                f'{self.num_embed} ids [0, {self.num_embed - 1}]; set the '
+                "head's num_embed to the tokenizer's vocab_size.")
         logits = self.cls_head(feats.reshape(-1, feats.shape[-1]))
         loss = self.loss_module(logits, target)
         with torch.no_grad():
