@@ -24,14 +24,10 @@ def add_mim_extension() -> None:
     install and copies on a regular one, so ``_base_ = 'mapet::...'`` resolves
     from any folder through ``mmengine``'s package-config lookup.
     """
-    if 'develop' in sys.argv or any('editable' in a for a in sys.argv):
-        mode = 'symlink'
-    elif 'sdist' in sys.argv or 'bdist_wheel' in sys.argv:
-        mode = 'copy'
-    else:
-        # pip's PEP 660 editable build runs ``editable_wheel``; a symlink
-        # keeps the configs live for developers.
-        mode = 'symlink' if 'editable_wheel' in sys.argv else 'copy'
+    # `develop` and pip's PEP 660 `editable_wheel`: symlinks keep the configs
+    # live for developers; sdist/wheel builds copy them.
+    editable = 'develop' in sys.argv or any('editable' in a for a in sys.argv)
+    mode = 'symlink' if editable else 'copy'
 
     filenames = ['tools', 'configs', 'model-index.yml']
     mim_path = osp.join(HERE, 'mapet', '.mim')

@@ -88,6 +88,15 @@ def run(cmd: List[str], log_file: Optional[str] = None) -> float:
     return time.time() - start
 
 
+def last_checkpoint(work_dir: str) -> str:
+    """The newest ``epoch_<n>.pth`` of a training run (by epoch number)."""
+    ckpts = sorted(glob.glob(osp.join(REPO, work_dir, 'epoch_*.pth')),
+                   key=lambda p: int(p.rsplit('_', 1)[1][:-4]))
+    if not ckpts:
+        raise SystemExit(f'training wrote no checkpoint in {work_dir}')
+    return ckpts[-1]
+
+
 def read_scalars(work_dir: str) -> List[Dict]:
     """Per-iteration training scalars that mmengine's LocalVisBackend wrote."""
     files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
@@ -180,11 +189,7 @@ def main() -> None:
     timings['pretrain'] = run([
         py, 'tools/train.py', PRETRAIN_CFG, '--work-dir', pre_dir
     ], log_file=osp.join(REPO, work, 'pretrain.log'))
-    ckpts = sorted(glob.glob(osp.join(REPO, pre_dir, 'epoch_*.pth')),
-                   key=lambda p: int(p.rsplit('_', 1)[1][:-4]))
-    if not ckpts:
-        raise SystemExit(f'pre-training wrote no checkpoint in {pre_dir}')
-    pretrained = osp.relpath(ckpts[-1], REPO)
+    pretrained = osp.relpath(last_checkpoint(pre_dir), REPO)
 
     probes = {}
     for name, init in (('pretrained', pretrained), ('random_init', None)):
@@ -198,8 +203,7 @@ def main() -> None:
             [py, 'tools/train.py', PROBE_CFG, '--work-dir', probe_dir] +
             common,
             log_file=osp.join(REPO, work, f'probe_{name}_train.log'))
-        probe_ckpt = sorted(
-            glob.glob(osp.join(REPO, probe_dir, 'epoch_*.pth')))[-1]
+        probe_ckpt = last_checkpoint(probe_dir)
         test_dir = osp.join(work, f'probe_{name}_test')
         timings[f'probe_{name}_test'] = run(
             [py, 'tools/test.py', PROBE_CFG,

@@ -101,21 +101,25 @@ def derive_seed_words(*keys: int, num_words: int = 4) -> np.ndarray:
         num_words, np.uint32)
 
 
-def seed_global_rngs(*keys: int) -> None:
+def seed_global_rngs(*keys: int, all_devices: bool = False) -> None:
     """Seed numpy's, Python's and torch's global RNGs from ``keys``.
 
     Args:
         *keys (int): Counters passed to :func:`derive_seed_words`.
+        all_devices (bool): Also seed every CUDA generator (model randomness:
+            dropout, drop path). Per-sample transforms leave it False: they
+            draw on the CPU, and :func:`preserve_global_rngs` restores only
+            the CPU state, so touching CUDA there would clobber the main
+            process's CUDA stream when ``num_workers=0``. Defaults to False.
     """
     words = derive_seed_words(*keys)
     np.random.seed(words)
     random.seed(int(words[0]) << 32 | int(words[1]))
-    # Only the CPU generator: torch.manual_seed would also reseed every CUDA
-    # generator, which preserve_global_rngs does not restore (with
-    # num_workers=0 the transforms run in the main process, whose CUDA RNG
-    # drives dropout / drop path). Transforms draw on the CPU.
-    torch.random.default_generator.manual_seed(
-        int(words[2]) << 32 | int(words[3]))
+    torch_seed = int(words[2]) << 32 | int(words[3])
+    if all_devices:
+        torch.manual_seed(torch_seed)  # CPU and every CUDA device
+    else:
+        torch.random.default_generator.manual_seed(torch_seed)
 
 
 @contextlib.contextmanager

@@ -199,13 +199,15 @@ def nearest_centroid(
     num_centroids = centroids.shape[0]
     device = features.device
     centroids = centroids.to(device=device, dtype=torch.float32)
-    if not bool(torch.isfinite(centroids).all()):
-        raise ValueError(
-            'nearest_centroid: the codebook holds non-finite (NaN/inf) '
-            'centroids; refit it, or check that the right file was loaded.')
     if centroid_norms is None:
         centroid_norms = centroids.double().norm(dim=1)
     c_norm = centroid_norms.to(device=device, dtype=torch.float64)
+    # A centroid with a NaN/inf entry has a NaN/inf norm (a float64 norm of
+    # finite float32 values cannot overflow): K values to check, not K x D.
+    if not bool(torch.isfinite(c_norm).all()):
+        raise ValueError(
+            'nearest_centroid: the codebook holds non-finite (NaN/inf) '
+            'centroids; refit it, or check that the right file was loaded.')
     c_sq = (c_norm**2).float()
     c_max = c_norm.max()
     n_ops = dim + 3

@@ -15,13 +15,13 @@ N = (IMG // PATCH)**2
 
 
 class TinyTokenizer(nn.Module):
-    """Frozen random patch tokenizer: argmax of a random patch projection."""
+    """Random patch tokenizer: argmax of a random patch projection."""
 
     def __init__(self, vocab_size=VOCAB, patch=PATCH):
         super().__init__()
         self.vocab_size = vocab_size
+        # Left trainable on purpose: MaPeT itself must freeze it.
         self.proj = nn.Conv2d(3, vocab_size, patch, patch)
-        self.requires_grad_(False)
 
     def forward(self, images):
         return self.proj(images).flatten(2).argmax(1)

@@ -87,9 +87,11 @@ def test_resized_pos_embed_needs_allowance(pretrain_ckpt):
 class _Runner:
     """The part of mmengine's Runner the hook reads."""
 
-    def __init__(self, model, cfg=None):
+    def __init__(self, model, cfg=None, has_loaded=False):
         self.model = model
         self.cfg = cfg or {}
+        # mmengine sets it in load_or_resume when a checkpoint was loaded.
+        self._has_loaded = has_loaded
         self.logger = logging.getLogger('pretrained-check-test')
 
 
@@ -106,9 +108,15 @@ def test_hook_raises_before_training(pretrain_ckpt):
         PretrainedLoadCheckHook(
             allowed_unexpected=['ln1.*', 'mask_token']).before_train(
                 _Runner(model))
-    # load_from replaces the initial weights: nothing to check
+    # A loaded checkpoint (load_from / resume) replaced the initial weights:
+    # nothing to check.
     PretrainedLoadCheckHook().before_train(
-        _Runner(model, dict(load_from='x.pth')))
+        _Runner(model, dict(load_from='x.pth'), has_loaded=True))
+    # `--resume auto` on a first run loads nothing: the check still runs.
+    with pytest.raises(RuntimeError, match='ln2.weight'):
+        PretrainedLoadCheckHook(
+            allowed_unexpected=['ln1.*', 'mask_token']).before_train(
+                _Runner(model, dict(resume=True)))
 
 
 def test_layer_decay_constructor_needs_backbone_depths():

@@ -278,3 +278,26 @@ def test_seed_global_rngs_leaves_cuda_generators_alone(monkeypatch):
         seed_global_rngs(1, 2, 3)
         assert torch.equal(torch.rand(3), a)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_iteration_reseed_reaches_cuda_generators(monkeypatch):
+    """ExactResumeHook reseeds model randomness on every device: on a GPU,
+    drop path draws from the CUDA generators, which no checkpoint holds."""
+    from mapet.engine.hooks.exact_resume import ExactResumeHook
+
+    seeded = []
+    monkeypatch.setattr(torch.cuda, 'manual_seed_all',
+                        lambda seed: seeded.append(seed))
+    hook = ExactResumeHook()
+    hook._seed = 7
+
+    class _Runner:
+        iter = 5
+
+    hook.before_train_iter(_Runner(), batch_idx=0)
+    hook.before_train_iter(_Runner(), batch_idx=0)
+    assert len(seeded) == 2 and seeded[0] == seeded[1]
+    _Runner.iter = 6
+    hook.before_train_iter(_Runner(), batch_idx=0)
+    assert seeded[2] != seeded[0]
+

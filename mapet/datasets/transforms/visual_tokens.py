@@ -87,32 +87,34 @@ class LoadVisualTokens(BaseTransform):
         self.store.verify()
         self._prefix: Optional[str] = None
 
-    def _key(self, img_path: str) -> Optional[str]:
+    def _row(self, img_path: str) -> int:
+        """Row of ``img_path`` in the store (one binary search), or -1."""
         path = os.fspath(img_path).replace(os.sep, '/')
         if self.data_root is not None:
             key = osp.relpath(path, self.data_root).replace(os.sep, '/')
-            return key if key in self.store else None
+            return self.store.row(key)
         if self._prefix is not None and path.startswith(self._prefix):
-            key = path[len(self._prefix):]
-            if key in self.store:
-                return key
+            row = self.store.row(path[len(self._prefix):])
+            if row >= 0:
+                return row
         parts = path.split('/')
         for i in range(len(parts)):
             key = '/'.join(parts[i:])
-            if key and key in self.store:
+            row = self.store.row(key) if key else -1
+            if row >= 0:
                 self._prefix = path[:len(path) - len(key)]
-                return key
-        return None
+                return row
+        return -1
 
     def transform(self, results: Dict) -> Dict:
         """Add ``visual_tokens``.
 
         Raises:
-            KeyError: The image is not in the store.
+            TokenStoreError: The image is not in the store.
         """
         img_path = results['img_path']
-        key = self._key(img_path)
-        if key is None:
+        row = self._row(img_path)
+        if row < 0:
             raise TokenStoreError(
                 f'Image {img_path} is missing from token store '
                 f'{self.store_path} (keys are paths relative to the data '
@@ -120,7 +122,7 @@ class LoadVisualTokens(BaseTransform):
                 f'{next(iter(self.store.relpaths()), "<empty>")!r}); '
                 'extract tokens for this split/data root')
         results['visual_tokens'] = np.asarray(
-            self.store.tokens[self.store.row(key)], dtype=np.int64)
+            self.store.tokens[row], dtype=np.int64)
         return results
 
     def __repr__(self) -> str:

@@ -97,4 +97,7 @@ class ExactResumeHook(Hook):
                           data_batch: Optional[dict] = None) -> None:
         """Reseed this rank's global RNGs from (seed, rank, iteration)."""
         if self.reseed_every_iter:
-            seed_global_rngs(self._seed, get_rank(), runner.iter, ITER_STREAM)
+            # all_devices: drop path / dropout draw from the CUDA generators
+            # on a GPU, which a checkpoint does not hold either.
+            seed_global_rngs(self._seed, get_rank(), runner.iter, ITER_STREAM,
+                             all_devices=True)

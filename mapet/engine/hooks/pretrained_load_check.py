@@ -186,9 +186,12 @@ class PretrainedLoadCheckHook(Hook):
             RuntimeError: If a check fails.
         """
         logger: MMLogger = runner.logger
-        if runner.cfg.get('load_from') or runner.cfg.get('resume'):
-            logger.info('PretrainedLoadCheckHook: `load_from`/`resume` '
-                        'replace the initial weights; check skipped.')
+        # What happened, not what the config asked: `--resume auto` on a
+        # first run loads nothing and trains from the Pretrained init.
+        if getattr(runner, '_has_loaded', False):
+            logger.info('PretrainedLoadCheckHook: a checkpoint (`load_from`/'
+                        '`resume`) replaced the initial weights; check '
+                        'skipped.')
             return
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model

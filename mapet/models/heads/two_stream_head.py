@@ -59,7 +59,15 @@ class TwoStreamHead(BaseModule):
                 f'predicting features {tuple(feats.shape[:-1])}.')
         target = target.reshape(-1).long()
         outside = (target < 0) | (target >= self.num_embed)
-        if bool(outside.any()):  # one host sync per step, not two
+        if target.device.type != 'cpu':
+            # As MaPeTViT's permutation check: an asynchronous device-side
+            # assertion, so no host sync every step.
+            torch._assert_async(
+                ~outside.any(),
+                f'a visual token id is outside the head vocabulary of '
+                f'{self.num_embed} ids; set num_embed to the tokenizer\'s '
+                'vocab_size')
+        elif bool(outside.any()):
             bad = int(target[outside][0])
             raise ValueError(
                 f'Visual token id {bad} is outside the head vocabulary of '
