@@ -195,6 +195,10 @@ def sample_clip_features(trunk: nn.Module,
     """Stream images through the CLIP trunk and cache a random sample of
     patch features in shards (``work_dir/features_XXXXXX.npy``).
 
+    ``trunk`` is a :class:`~mapet.models.tokenizers.kclip.ClipResNetTrunk`;
+    its ``patch_features`` is the same code the tokenizer runs, so the
+    codebook is fitted on exactly the features it will assign.
+
     Each patch feature is kept with probability ``fraction``, drawn from a
     generator seeded by ``(seed, image index)``.
 
@@ -241,10 +245,8 @@ def sample_clip_features(trunk: nn.Module,
     with torch.no_grad():
         for images, idx in _loader(dataset, batch_size, num_workers,
                                    device.type == 'cuda'):
-            feats = trunk(images.to(device, non_blocking=True))
-            feats = feats.flatten(2).transpose(1, 2)
-            if normalize:
-                feats = torch.nn.functional.normalize(feats, dim=-1)
+            feats = trunk.patch_features(
+                images.to(device, non_blocking=True), normalize)
             feats = feats.cpu().numpy()
             for f, i in zip(feats, idx.tolist()):
                 s = pending[0]

@@ -84,6 +84,22 @@ class ClipResNetTrunk(nn.Module):
         x = v.layer4(v.layer3(v.layer2(v.layer1(x))))
         return x.float()
 
+    def patch_features(self, images: torch.Tensor,
+                       normalize: bool) -> torch.Tensor:
+        """Per-patch features (B, T, D), row-major over the grid, float32.
+
+        The one definition used both to fit the codebook and to tokenize,
+        so the two can never disagree (autocast off: fp32 features).
+
+        Args:
+            images (Tensor): (B, 3, H, W) in CLIP normalisation.
+            normalize (bool): L2-normalise each feature.
+        """
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            feats = self(images)
+        feats = feats.flatten(2).transpose(1, 2)
+        return F.normalize(feats, dim=-1) if normalize else feats
+
 
 @MODELS.register_module()
 class KClipTokenizer(FrozenTokenizerMixin, nn.Module):
@@ -175,12 +191,7 @@ class KClipTokenizer(FrozenTokenizerMixin, nn.Module):
             images (Tensor): (B, 3, H, W) in CLIP normalisation.
         """
         self._check_images(images)
-        with torch.autocast(device_type=images.device.type, enabled=False):
-            feats = self.trunk(images)
-        feats = feats.flatten(2).transpose(1, 2)
-        if self.normalize:
-            feats = F.normalize(feats, dim=-1)
-        return feats
+        return self.trunk.patch_features(images, self.normalize)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
