@@ -4,15 +4,17 @@
 * ``demo_data_root``: the deterministic demo dataset in ``<repo>/data/demo``,
   built on first use by ``tools/dataset_converters/make_demo_dataset.py``
   (about a second; later sessions reuse it through its fingerprint).
-* ``tools_env``: environment for subprocess runs of ``tools/*`` (repo on
-  ``PYTHONPATH``, single-threaded BLAS so parallel ranks don't oversubscribe
-  the CPU, no CUDA).
+* ``tools_env``: environment for subprocess runs of ``tools/*`` (repo and
+  ``tests/data`` on ``PYTHONPATH``, single-threaded BLAS so parallel ranks
+  don't oversubscribe the CPU, no CUDA).
+* ``free_port``: ``free_port()`` gives a free loopback port for ``PORT``.
 """
 import importlib.util
 import os
+import socket
 import sys
 from pathlib import Path
-from typing import Dict
+from typing import Callable, Dict
 
 import pytest
 
@@ -55,10 +57,26 @@ def demo_data_root(demo_builder) -> Path:
 def tools_env() -> Dict[str, str]:
     """Environment for running ``tools/*.py``/``*.sh`` in a subprocess."""
     env = dict(os.environ)
+    # tests/data: the tiny configs' custom_imports (test hooks, tokenizers).
     env['PYTHONPATH'] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get('PYTHONPATH')) if p)
+        p for p in (str(REPO_ROOT / 'tests' / 'data'), str(REPO_ROOT),
+                    env.get('PYTHONPATH')) if p)
     env['CUDA_VISIBLE_DEVICES'] = ''
     env.setdefault('OMP_NUM_THREADS', '1')
     env.setdefault('MKL_NUM_THREADS', '1')
     env['PYTHON'] = sys.executable  # used by tools/dist_*.sh
     return env
+
+
+@pytest.fixture(scope='session')
+def free_port() -> Callable[[], int]:
+    """``free_port()`` -> a free TCP port on the loopback (``PORT`` of a
+    2-process ``tools/dist_*.sh`` run)."""
+
+    def _free_port() -> int:
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            return s.getsockname()[1]
+
+    return _free_port
+

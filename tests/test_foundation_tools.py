@@ -7,9 +7,7 @@ evaluation and checkpoint safety use a tiny ViT classifier
 whose single-process run is shared (module fixture).
 """
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,21 +20,6 @@ from mapet.utils.checkpoint import safe_torch_load
 
 CONFIG = 'tests/data/configs/foundation_tiny_cls.py'
 PER_RANK_BATCH = 8
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope='module')
-def env(tools_env, repo_root) -> Dict[str, str]:
-    """tools_env + tests/data on PYTHONPATH (test hook, spy helper)."""
-    env = dict(tools_env)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [str(repo_root / 'tests' / 'data'), env['PYTHONPATH']])
-    return env
 
 
 def _run(cmd: List[str], env: Dict[str, str], cwd: Path,
@@ -66,14 +49,15 @@ def _last_val_accuracy(work_dir: Path) -> float:
 
 
 @pytest.fixture(scope='module')
-def single_run(tmp_path_factory, env, repo_root, demo_data_root) -> Path:
+def single_run(tmp_path_factory, tools_env, repo_root,
+               demo_data_root) -> Path:
     """One process, batch 2b."""
     work_dir = tmp_path_factory.mktemp('single')
     _run([
         sys.executable, 'tools/train.py', CONFIG, '--work-dir',
         str(work_dir), '--cfg-options',
         f'train_dataloader.batch_size={2 * PER_RANK_BATCH}'
-    ], env, repo_root)
+    ], tools_env, repo_root)
     return work_dir
 
 
@@ -81,7 +65,7 @@ MAPET_CONFIG = 'tests/data/configs/foundation_tiny_mapet.py'
 
 
 @pytest.fixture(scope='module')
-def mapet_single_run(tmp_path_factory, env, repo_root,
+def mapet_single_run(tmp_path_factory, tools_env, repo_root,
                      demo_data_root) -> Path:
     """Tiny MaPeT pre-training, one process, batch 2b."""
     work_dir = tmp_path_factory.mktemp('mapet_single')
@@ -89,15 +73,16 @@ def mapet_single_run(tmp_path_factory, env, repo_root,
         sys.executable, 'tools/train.py', MAPET_CONFIG, '--work-dir',
         str(work_dir), '--cfg-options',
         f'train_dataloader.batch_size={2 * PER_RANK_BATCH}'
-    ], env, repo_root)
+    ], tools_env, repo_root)
     return work_dir
 
 
 @pytest.fixture(scope='module')
-def mapet_dist_run(tmp_path_factory, env, repo_root, demo_data_root) -> Path:
+def mapet_dist_run(tmp_path_factory, tools_env, repo_root, demo_data_root,
+                   free_port) -> Path:
     """tools/dist_train.sh MAPET_CONFIG 2: two CPU processes, batch b."""
     work_dir = tmp_path_factory.mktemp('mapet_dist')
-    run_env = dict(env, PORT=str(_free_port()))
+    run_env = dict(tools_env, PORT=str(free_port()))
     _run([
         'bash', 'tools/dist_train.sh', MAPET_CONFIG, '2', '--work-dir',
         str(work_dir), '--cfg-options',
@@ -143,8 +128,8 @@ def test_dist_train_matches_single_process(mapet_single_run, mapet_dist_run):
     assert a['meta']['iter'] == b['meta']['iter'] == 5
 
 
-def test_resume_auto_is_exact_and_weights_only(single_run, env, repo_root,
-                                               tmp_path):
+def test_resume_auto_is_exact_and_weights_only(single_run, tools_env,
+                                               repo_root, tmp_path):
     """--resume auto from iter 3 reproduces iters 3-5; only safe loads."""
     work_dir = tmp_path / 'resume'
     work_dir.mkdir()
@@ -157,7 +142,7 @@ def test_resume_auto_is_exact_and_weights_only(single_run, env, repo_root,
         str(spy_log), 'tools/train.py', CONFIG, '--work-dir',
         str(work_dir), '--resume', '--cfg-options',
         f'train_dataloader.batch_size={2 * PER_RANK_BATCH}'
-    ], env, repo_root)
+    ], tools_env, repo_root)
     log = proc.stdout + proc.stderr
     assert 'resumed epoch: 0, iter: 3' in log
     assert 'Could not safely load' not in log  # mmengine's fallback
@@ -174,7 +159,7 @@ def test_resume_auto_is_exact_and_weights_only(single_run, env, repo_root,
         [full[i] for i in (3, 4, 5)], rel=1e-5, abs=1e-6)
 
 
-def test_test_py_load_from_is_weights_only(single_run, env, repo_root,
+def test_test_py_load_from_is_weights_only(single_run, tools_env, repo_root,
                                            tmp_path):
     """tools/test.py loads the checkpoint safely and reproduces val."""
     spy_log = tmp_path / 'spy.json'
@@ -186,7 +171,7 @@ def test_test_py_load_from_is_weights_only(single_run, env, repo_root,
         str(ckpt), '--work-dir',
         str(tmp_path / 'w'), '--out',
         str(metrics_file), '--out-item', 'metrics'
-    ], env, repo_root)
+    ], tools_env, repo_root)
     calls = json.loads(spy_log.read_text())
     assert [c['weights_only'] for c in calls if c['file'] == str(ckpt)
             ] == [True], calls
@@ -196,11 +181,11 @@ def test_test_py_load_from_is_weights_only(single_run, env, repo_root,
         _last_val_accuracy(single_run))
 
 
-def test_dist_test_matches_single_process(single_run, env, repo_root,
-                                          tmp_path):
+def test_dist_test_matches_single_process(single_run, tools_env, repo_root,
+                                          tmp_path, free_port):
     """tools/dist_test.sh with 2 CPU processes gives the same metrics."""
     metrics_file = tmp_path / 'metrics.json'
-    run_env = dict(env, PORT=str(_free_port()))
+    run_env = dict(tools_env, PORT=str(free_port()))
     _run([
         'bash', 'tools/dist_test.sh', CONFIG,
         str(single_run / 'iter_6.pth'), '2', '--work-dir',
@@ -222,7 +207,7 @@ class _OpenOnLoad:
         return (open, (self.path, 'w'))
 
 
-def test_test_py_refuses_crafted_checkpoint(env, repo_root, tmp_path,
+def test_test_py_refuses_crafted_checkpoint(tools_env, repo_root, tmp_path,
                                             demo_data_root):
     """A checkpoint with a code-executing payload is refused, nothing runs."""
     marker = tmp_path / 'pwned'
@@ -232,7 +217,7 @@ def test_test_py_refuses_crafted_checkpoint(env, repo_root, tmp_path,
         sys.executable, 'tools/test.py', CONFIG,
         str(ckpt), '--work-dir',
         str(tmp_path / 'w')
-    ], env, repo_root, check=False)
+    ], tools_env, repo_root, check=False)
     assert proc.returncode != 0
     assert 'UnsafeCheckpointError' in proc.stderr
     # `open` pickles as io.open; the message names it.
@@ -240,8 +225,8 @@ def test_test_py_refuses_crafted_checkpoint(env, repo_root, tmp_path,
     assert not marker.exists()
 
 
-def test_dist_train_usage(repo_root, env):
-    proc = _run(['bash', 'tools/dist_train.sh', CONFIG], env, repo_root,
+def test_dist_train_usage(repo_root, tools_env):
+    proc = _run(['bash', 'tools/dist_train.sh', CONFIG], tools_env, repo_root,
                 check=False)
     assert proc.returncode == 2
     assert 'usage: ' in proc.stderr and 'CONFIG GPUS' in proc.stderr

@@ -1,6 +1,5 @@
 """A few iterations of the tiny MaPeT config through tools/train.py."""
 import json
-import os
 import subprocess
 import sys
 
@@ -27,10 +26,8 @@ def _train(repo_root, env, work_dir, *extra):
 
 def test_tools_train_lowers_the_loss_reproducibly(repo_root, demo_data_root,
                                                   tools_env, tmp_path):
-    env = dict(tools_env)
-    # core_tiny_tokenizer (custom_imports of the tiny config) lives there.
-    env['PYTHONPATH'] = os.pathsep.join(
-        [str(repo_root / 'tests' / 'data'), env['PYTHONPATH']])
+    # tools_env has tests/data (core_tiny_tokenizer) on PYTHONPATH.
+    env = tools_env
     records = _train(repo_root, env, tmp_path / 'a')
     losses = [r['loss'] for r in records if 'loss' in r]
     accuracy = [r['accuracy'] for r in records if 'accuracy' in r]

@@ -11,8 +11,6 @@ classifier; this is the MaPeT two-stream loss with permutations, colour
 jitter and the exact-resume loop.
 """
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,20 +25,6 @@ CONFIG = 'tests/data/configs/reliability_mapet_resume.py'
 COMMON = ['model.backbone.drop_path_rate=0.0']
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope='module')
-def env(tools_env, repo_root) -> Dict[str, str]:
-    env = dict(tools_env)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [str(repo_root / 'tests' / 'data'), env['PYTHONPATH']])
-    return env
-
-
 def _run(cmd: List[str], env: Dict[str, str], cwd: Path) -> None:
     proc = subprocess.run(
         cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
@@ -48,17 +32,17 @@ def _run(cmd: List[str], env: Dict[str, str], cwd: Path) -> None:
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory, env, repo_root, demo_data_root):
+def runs(tmp_path_factory, tools_env, repo_root, demo_data_root, free_port):
     single = tmp_path_factory.mktemp('single')
     _run([
         sys.executable, 'tools/train.py', CONFIG, '--work-dir',
         str(single), '--cfg-options', *COMMON
-    ], env, repo_root)
+    ], tools_env, repo_root)
     dist = tmp_path_factory.mktemp('dist')
     _run([
         'bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir',
         str(dist), '--cfg-options', 'train_dataloader.batch_size=2', *COMMON
-    ], dict(env, PORT=str(_free_port())), repo_root)
+    ], dict(tools_env, PORT=str(free_port())), repo_root)
     return single, dist
 
 

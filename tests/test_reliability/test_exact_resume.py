@@ -12,7 +12,6 @@ resumed with ``--resume``. Final parameters, optimizer state, every logged
 loss, and every (sample, permutation) pair must be bitwise identical.
 """
 import json
-import os
 import random
 import signal
 import subprocess
@@ -35,14 +34,6 @@ WORKERS = [
     'train_dataloader.num_workers=2',
     'train_dataloader.persistent_workers=True'
 ]
-
-
-@pytest.fixture(scope='module')
-def env(tools_env, repo_root) -> Dict[str, str]:
-    env = dict(tools_env)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [str(repo_root / 'tests' / 'data'), env['PYTHONPATH']])
-    return env
 
 
 def _train(repo_root: Path, env: Dict[str, str], work_dir: Path,
@@ -76,18 +67,18 @@ def _samples(work_dir: Path) -> List[dict]:
 
 
 @pytest.fixture(scope='module')
-def reference(tmp_path_factory, env, repo_root, demo_data_root) -> Path:
+def reference(tmp_path_factory, tools_env, repo_root, demo_data_root) -> Path:
     work_dir = tmp_path_factory.mktemp('uninterrupted')
-    _check(_train(repo_root, env, work_dir))
+    _check(_train(repo_root, tools_env, work_dir))
     return work_dir
 
 
 @pytest.fixture(scope='module')
-def interrupted(tmp_path_factory, env, repo_root, demo_data_root):
+def interrupted(tmp_path_factory, tools_env, repo_root, demo_data_root):
     """Two kills: during the write of iter_8.pth, then before iteration 11."""
     work_dir = tmp_path_factory.mktemp('killed')
     # 1. SIGKILL halfway through writing iter_8.pth (iterations 1-8 done).
-    first = _train(repo_root, env, work_dir, '--cfg-options', *WORKERS,
+    first = _train(repo_root, tools_env, work_dir, '--cfg-options', *WORKERS,
                    MAPET_KILL_WRITE_MATCH='iter_8.pth')
     assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
     assert not (work_dir / 'iter_8.pth').exists()
@@ -95,12 +86,13 @@ def interrupted(tmp_path_factory, env, repo_root, demo_data_root):
     assert len(partial) == 1 and partial[0].stat().st_size > 0
     # 2. Resume (from iter_4, the newest intact checkpoint), die before
     #    iteration 11 (iter_8 written this time).
-    second = _train(repo_root, env, work_dir, '--resume', '--cfg-options',
-                    f'custom_hooks.0.at_iter={KILL_AT}', *WORKERS)
+    second = _train(repo_root, tools_env, work_dir, '--resume',
+                    '--cfg-options', f'custom_hooks.0.at_iter={KILL_AT}',
+                    *WORKERS)
     assert second.returncode == -signal.SIGKILL, second.stderr[-3000:]
     assert not (work_dir / 'iter_12.pth').exists()
     # 3. Resume from iter_8 and finish.
-    third = _train(repo_root, env, work_dir, '--resume', '--cfg-options',
+    third = _train(repo_root, tools_env, work_dir, '--resume', '--cfg-options',
                    *WORKERS)
     _check(third)
     return work_dir, (second.stdout + second.stderr,
