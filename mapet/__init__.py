@@ -1,16 +1,21 @@
 """mapet: MaPeT pre-training and the k-CLIP tokenizer on MMEngine/MMPretrain.
 
-Importing the package registers every component into mmpretrain's registries.
+Importing the package registers every component into mmpretrain's
+registries, adds a ``mapet`` scope node under them (:mod:`mapet.registry`)
+and lists ``mapet`` in mmengine's package table so that configs can inherit
+``_base_ = 'mapet::...'``. Nothing else in torch, mmengine, mmcv,
+mmpretrain or mmseg changes: the engine behaviour we rely on comes from
+components our configs select (``runner_type='MaPeTRunner'``, loops, hooks).
 """
-import warnings
+from mmengine.config.utils import MODULE2PACKAGE
 
-from .version import __version__  # noqa: F401
+from .version import __version__
 
-# onedl-mmcv is pure Python (no compiled ops); mmcv warns on every import that
-# its deformable attention is missing. Nothing in MaPeT uses it.
-warnings.filterwarnings(
-    'ignore', message='Fail to import ``MultiScaleDeformableAttention``')
+# `_base_ = 'mapet::<folder>/<config>.py'`: mmengine resolves such bases
+# through this table and the installed package's `.mim/` folder.
+MODULE2PACKAGE.setdefault('mapet', 'mapet')
 
-from . import datasets, engine, models, utils  # noqa: F401,E402
+from . import registry  # noqa: E402,F401  (the `mapet` scope node)
+from . import datasets, engine, models  # noqa: E402,F401
 
 __all__ = ['__version__']

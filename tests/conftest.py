@@ -5,7 +5,7 @@
   built on first use by ``tools/dataset_converters/make_demo_dataset.py``
   (about a second; later sessions reuse it through its fingerprint).
 * ``tools_env``: environment for subprocess runs of ``tools/*`` (repo and
-  ``tests/data`` on ``PYTHONPATH``, single-threaded BLAS so parallel ranks
+  ``tests/helpers`` on ``PYTHONPATH``, single-threaded BLAS so parallel ranks
   don't oversubscribe the CPU, no CUDA).
 * ``free_port``: ``free_port()`` gives a free loopback port for ``PORT``.
 """
@@ -19,6 +19,12 @@ from typing import Callable, Dict
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+HELPERS = REPO_ROOT / 'tests' / 'helpers'
+# Test helpers (tiny tokenizer, hooks, fault injectors) are plain modules:
+# the tiny configs name them in custom_imports, in-process and in
+# subprocesses (see tools_env).
+sys.path.insert(0, str(HELPERS))
+CLIP_MODEL = 'RN50'
 
 
 def _load_demo_builder():
@@ -57,9 +63,9 @@ def demo_data_root(demo_builder) -> Path:
 def tools_env() -> Dict[str, str]:
     """Environment for running ``tools/*.py``/``*.sh`` in a subprocess."""
     env = dict(os.environ)
-    # tests/data: the tiny configs' custom_imports (test hooks, tokenizers).
+    # tests/helpers: the tiny configs' custom_imports (hooks, tokenizers).
     env['PYTHONPATH'] = os.pathsep.join(
-        p for p in (str(REPO_ROOT / 'tests' / 'data'), str(REPO_ROOT),
+        p for p in (str(HELPERS), str(REPO_ROOT),
                     env.get('PYTHONPATH')) if p)
     env['CUDA_VISIBLE_DEVICES'] = ''
     env.setdefault('OMP_NUM_THREADS', '1')
@@ -80,3 +86,29 @@ def free_port() -> Callable[[], int]:
 
     return _free_port
 
+
+
+@pytest.fixture(scope='session')
+def rn50_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised open_clip RN50 saved as a checkpoint file."""
+    import open_clip
+    import torch
+    torch.manual_seed(0)
+    model = open_clip.create_model(CLIP_MODEL, pretrained=None)
+    path = tmp_path_factory.mktemp('clip') / 'rn50_random.pt'
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope='session')
+def load_tool():
+    """Import a ``tools/`` script as a module (``tools`` is no package)."""
+
+    def _load(relpath: str):
+        path = REPO_ROOT / relpath
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return _load

@@ -20,19 +20,17 @@ from mmpretrain.structures import DataSample
 from torch.utils.data import DataLoader
 
 import mapet  # noqa: F401
-from mapet.datasets.empty_check import EmptyDatasetError
-from mapet.datasets.robust_loading import (CorruptImageError,
-                                           num_corrupt_skipped,
-                                           reset_corrupt_skipped)
 from mapet.engine.hooks.nan_guard import NonFiniteLossError
-from mapet.engine.runner.loops import (ExactResumeEpochBasedTrainLoop,
-                                       check_dataset_not_empty)
-from mapet.tokenizers.token_store import (TokenStoreError, merge_store,
+from mapet.engine.runners import (EmptyDatasetError,
+                                  ExactResumeEpochBasedTrainLoop,
+                                  TargetMismatchError)
+from mapet.engine.runners.dataloader_checks import (
+    check_dataloader_not_empty, full_init_checked)
+from mapet.datasets.token_store import (TokenStoreError, merge_store,
                                           prepare_parts, write_chunk)
 from mapet.utils.dist_env import check_gpu_count
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'tests' / 'data'))  # CoreTinyTokenizer
 RESUME_CONFIG = REPO / 'tests' / 'data' / 'configs' / \
     'reliability_mapet_resume.py'
 
@@ -40,7 +38,7 @@ ARCH = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
 BACKBONE = dict(
     type='MaPeTViT', arch=ARCH, img_size=32, patch_size=8, mode='mapet',
     cutting_point=4)
-HEAD = dict(type='TwoStreamHead', embed_dims=64, num_embed=16)
+HEAD = dict(type='VisualTokenHead', embed_dims=64, num_embed=16)
 
 
 # --------------------------------------------------------------- configs
@@ -54,9 +52,10 @@ def test_image_size_not_divisible_by_patch_size():
     with pytest.raises(ValueError, match=r'img_size \(30, 30\) is not '
                        r'divisible by the patch size \(8, 8\)'):
         MODELS.build(dict(BACKBONE, img_size=30))
-    with pytest.raises(ValueError, match='not divisible by patch_size'):
+    with pytest.raises(ValueError, match='not a positive multiple of '
+                       'patch_size'):
         TRANSFORMS.build(
-            dict(type='PermutationMaskGenerator', input_size=30,
+            dict(type='RandomPatchPermutation', input_size=30,
                  patch_size=8))
 
 
@@ -75,8 +74,9 @@ def test_token_grid_differs_from_patch_grid():
 
 def test_head_vocab_differs_from_tokenizer_vocab():
     import core_tiny_tokenizer  # noqa: F401  (registers CoreTinyTokenizer)
-    with pytest.raises(ValueError, match=r'head predicts 16 visual tokens '
-                       r'but the target_generator has vocab_size=32'):
+    with pytest.raises(ValueError, match=r'model predicts 16 visual tokens '
+                       r'but the target_generator has vocab_size=32; set '
+                       r'head.num_embed=32'):
         MODELS.build(
             dict(
                 type='MaPeT',
@@ -99,9 +99,8 @@ def test_codebook_dim_differs_from_clip_tower(tmp_path):
     (dict(BACKBONE), MODELS),
     (dict(HEAD), MODELS),
     (dict(type='MaPeT', backbone=BACKBONE, head=HEAD), MODELS),
-    (dict(type='PermutationMaskGenerator', input_size=32, patch_size=8),
+    (dict(type='RandomPatchPermutation', input_size=32, patch_size=8),
      TRANSFORMS),
-    (dict(type='SafeLoadImageFromFile'), TRANSFORMS),
     (dict(type='NaNGuardHook'), HOOKS),
 ])
 def test_unknown_config_key_is_named(cfg, registry):
@@ -110,17 +109,9 @@ def test_unknown_config_key_is_named(cfg, registry):
         registry.build(dict(cfg, cuting_point=4))
 
 
-@pytest.mark.parametrize('cfg, message', [
-    (dict(type='PermutationMaskGenerator', input_size=32, patch_size=8,
-          mode='mim', num_masking_patches=16), r'must lie in \[1, 15\]'),
-    (dict(type='PermutationMaskGenerator', input_size=32, patch_size=8,
-          mode='beit'), "Unknown mode 'beit'"),
-    (dict(type='SafeLoadImageFromFile', on_corrupt='ignore'),
-     "on_corrupt must be 'error' or 'skip'"),
-])
-def test_invalid_option_values_are_named(cfg, message):
-    with pytest.raises(ValueError, match=message):
-        TRANSFORMS.build(cfg)
+def test_invalid_option_values_are_named():
+    with pytest.raises(ValueError, match='max_amp_overflows=-1 < 0'):
+        HOOKS.build(dict(type='NaNGuardHook', max_amp_overflows=-1))
 
 
 # ------------------------------------------------------------ token store
@@ -163,67 +154,7 @@ def test_token_store_missing_image(token_store, demo_data_root):
         t(dict(img_path=str(demo_data_root / 'train/cat/cat_00002.png')))
 
 
-# ----------------------------------------------------------------- images
-@pytest.fixture
-def broken_images(tmp_path, demo_data_root):
-    """A folder dataset: 4 good images, 1 truncated, 1 not an image."""
-    good = sorted((demo_data_root / 'train' / 'cat').glob('*.png'))[:4]
-    folder = tmp_path / 'data' / 'cat'
-    folder.mkdir(parents=True)
-    for path in good:
-        (folder / path.name).write_bytes(path.read_bytes())
-    data = good[0].read_bytes()
-    (folder / 'truncated.png').write_bytes(data[:len(data) // 2])
-    (folder / 'garbage.png').write_bytes(b'not an image at all')
-    return tmp_path / 'data'
-
-
-def _dataset(root: Path, on_corrupt: str, **kw):
-    return DATASETS.build(
-        dict(
-            type='CustomDataset',
-            data_root=str(root),
-            with_label=False,
-            pipeline=[
-                dict(type='SafeLoadImageFromFile', on_corrupt=on_corrupt,
-                     **kw),
-                dict(type='Resize', scale=(16, 16)),
-                dict(type='PackInputs'),
-            ]))
-
-
-def test_corrupt_image_error_names_file_and_option(broken_images):
-    ds = _dataset(broken_images, 'error')
-    # Even from a dataloader worker the message names file and option.
-    loader = DataLoader(ds, batch_size=6, num_workers=1,
-                        collate_fn=lambda x: x)
-    with pytest.raises(CorruptImageError, match=r'Corrupt image .*'
-                       r'(garbage|truncated)\.png: cannot be decoded.*'
-                       'on_corrupt="skip"'):
-        next(iter(loader))
-
-
-def test_corrupt_images_skipped_with_count(broken_images):
-    reset_corrupt_skipped()
-    try:
-        ds = _dataset(broken_images, 'skip')
-        samples = [ds[i] for i in range(len(ds))]  # refetches replace them
-        assert len(samples) == 6 and all(s is not None for s in samples)
-        assert num_corrupt_skipped() >= 2
-        assert repr(ds.pipeline.transforms[0]) == (
-            "SafeLoadImageFromFile(on_corrupt='skip', max_skipped=100, "
-            "to_float32=False, color_type='color', imdecode_backend='cv2', "
-            'backend_args=None)')
-        strict = _dataset(broken_images, 'skip', max_skipped=0)
-        bad = [i for i in range(len(ds))
-               if 'truncated' in ds.get_data_info(i)['img_path']]
-        with pytest.raises(CorruptImageError, match='more than '
-                           'max_skipped=0: the dataset is damaged'):
-            strict.pipeline(strict.get_data_info(bad[0]))
-    finally:
-        reset_corrupt_skipped()
-
-
+# ------------------------------------------------------------- datasets
 def test_empty_dataset_folder(tmp_path):
     (tmp_path / 'train').mkdir()
     with pytest.raises(RuntimeError, match='Found 0 files in subfolders'):
@@ -237,19 +168,21 @@ def test_empty_dataset_folder(tmp_path):
                ann_file='empty.txt', data_prefix='train', pipeline=[])
     with pytest.raises(EmptyDatasetError, match=r'Dataset is empty '
                        r"\(CustomDataset, data_root='.*ann_file='.*empty.txt"):
-        DATASETS.build(cfg)
-    # Not serialised: the training loop's check refuses it.
+        full_init_checked(cfg)
+    # Not serialised: refused all the same.
+    with pytest.raises(EmptyDatasetError, match='Dataset is empty'):
+        full_init_checked(dict(cfg, serialize_data=False))
     ds = DATASETS.build(dict(cfg, serialize_data=False))
-    with pytest.raises(EmptyDatasetError, match='train dataloader: Dataset '
-                       'is empty'):
-        check_dataset_not_empty(DataLoader(ds, batch_size=2))
+    with pytest.raises(EmptyDatasetError, match='Dataset is empty'):
+        check_dataloader_not_empty(DataLoader(ds, batch_size=2))
     few = DATASETS.build(
         dict(type='CustomDataset', data_root=str(REPO / 'data' / 'demo'),
              ann_file='meta/train.txt', data_prefix='train', indices=3,
              pipeline=[]))
     with pytest.raises(EmptyDatasetError, match='yields no batch: 3 '
                        'samples with batch_size=4 and drop_last=True'):
-        check_dataset_not_empty(DataLoader(few, batch_size=4, drop_last=True))
+        check_dataloader_not_empty(
+            DataLoader(few, batch_size=4, drop_last=True))
 
 
 # --------------------------------------------------------------- training
@@ -267,25 +200,63 @@ def _runner(tmp_path: Path, name: str, guard: dict) -> Runner:
     return Runner.from_cfg(cfg)
 
 
-def test_nan_loss_stops_naming_iteration_and_checkpoint(tmp_path,
-                                                        demo_data_root):
+def test_nan_loss_stops_naming_iteration_before_checkpoint(
+        tmp_path, demo_data_root):
     runner = _runner(tmp_path, 'raise', dict(type='NaNGuardHook'))
     with pytest.raises(NonFiniteLossError,
                        match=r'Non-finite loss nan at iteration 4 \(epoch 1'
-                       r'\); last checkpoint: .*iter_2\.pth.*action=.skip'):
+                       r'\)\. Training stopped before checkpointing it'):
         runner.train()
-    model = runner.model
-    assert all(torch.isfinite(p).all() for p in model.parameters())
     assert osp.exists(osp.join(runner.work_dir, 'iter_2.pth'))
+    assert not osp.exists(osp.join(runner.work_dir, 'iter_4.pth'))
 
 
-def test_nan_loss_skipped_when_configured(tmp_path, demo_data_root):
-    runner = _runner(tmp_path, 'skip',
-                     dict(type='NaNGuardHook', action='skip', max_skips=1))
-    runner.train()
-    assert runner.iter == 6
-    assert runner.message_hub.get_info('nan_guard_skipped') == 1
-    assert all(torch.isfinite(p).all() for p in runner.model.parameters())
+def test_non_finite_weights_are_never_checkpointed():
+    from mapet.engine.hooks import NaNGuardHook
+    from types import SimpleNamespace
+    guard = NaNGuardHook()
+    runner = SimpleNamespace(iter=7)
+    checkpoint = dict(state_dict=dict(w=torch.tensor([1.0, float('nan')])))
+    with pytest.raises(NonFiniteLossError, match='1 weight tensors are not '
+                       'finite \\(first: w\\)'):
+        guard.before_save_checkpoint(runner, checkpoint)
+
+
+def _token_dataset(token_store, *extra):
+    from mmengine.dataset import Compose
+    from types import SimpleNamespace
+    load = TRANSFORMS.build(
+        dict(type='LoadVisualTokens', store=str(token_store), grid_size=2,
+             vocab_size=16))
+    return SimpleNamespace(pipeline=Compose(
+        [load, *[TRANSFORMS.build(t) for t in extra]]))
+
+
+@pytest.mark.parametrize('transform', [
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='RandomResizedCrop', scale=16),
+])
+def test_geometric_transform_after_tokens_is_refused(token_store, transform):
+    from mapet.engine.runners.target_checks import check_visual_token_targets
+    model = MODELS.build(dict(type='MaPeT', backbone=BACKBONE, head=HEAD))
+    dataset = _token_dataset(token_store, transform)
+    with pytest.raises(TargetMismatchError,
+                       match=f"{transform['type']} follows LoadVisualTokens"):
+        check_visual_token_targets(model, dataset)
+    # Colour jitter keeps the tokens aligned.
+    check_visual_token_targets(
+        model, _token_dataset(token_store, dict(type='ColorJitter',
+                                                brightness=0.4)))
+
+
+def test_head_vocab_differs_from_store_vocab(token_store):
+    from mapet.engine.runners.target_checks import check_visual_token_targets
+    model = MODELS.build(
+        dict(type='MaPeT', backbone=BACKBONE, head=dict(HEAD, num_embed=32)))
+    with pytest.raises(TargetMismatchError, match='model predicts 32 visual '
+                       'tokens but LoadVisualTokens reads a store with '
+                       'vocab_size=16'):
+        check_visual_token_targets(model, _token_dataset(token_store))
 
 
 def test_resume_with_other_batch_size_is_refused():

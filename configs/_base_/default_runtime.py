@@ -2,6 +2,11 @@
 default_scope = 'mmpretrain'
 # Registers MaPeT's components into mmpretrain's registries.
 custom_imports = dict(imports=['mapet'], allow_failed_imports=False)
+# Atomic checksummed checkpoints, verified weights_only loading, resume from
+# the newest intact checkpoint, empty datasets refused, targets checked once
+# (mapet/engine/runners/mapet_runner.py). Selected here, so it also holds
+# with mmpretrain's own tools/train.py and `mim train mapet`.
+runner_type = 'MaPeTRunner'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
@@ -11,6 +16,9 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
+    # Stop on a NaN/Inf loss that survives the AMP loss scaler; never
+    # checkpoint non-finite weights.
+    nan_guard=dict(type='NaNGuardHook'),
 )
 
 env_cfg = dict(

@@ -4,6 +4,8 @@ default_scope = 'mmseg'
 # Registers mapet's components (MaPeTViT, the layer-decay constructor, the
 # pretrained-load check) into mmpretrain's registries.
 custom_imports = dict(imports=['mapet'], allow_failed_imports=False)
+# mapet's runner (see _base_/default_runtime.py), from mmpretrain's registry.
+runner_type = 'mmpretrain.MaPeTRunner'
 env_cfg = dict(
     cudnn_benchmark=True,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
@@ -15,7 +17,8 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=16000),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
+    visualization=dict(type='SegVisualizationHook'),
+    nan_guard=dict(type='mmpretrain.NaNGuardHook'))
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(
     type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')

@@ -13,8 +13,6 @@ block_mask = dict(
     max_num_patches=None)
 train_dataloader = dict(
     dataset=dict(pipeline=[
-        block_mask if t['type'] == 'PermutationMaskGenerator' else
-        dict(t, algorithm_keys=['visual_tokens'])
-        if t['type'] == 'PackInputs' else t
+        block_mask if t['type'] == 'SimMIMMaskGenerator' else t
         for t in _base_.train_dataloader.dataset.pipeline
     ]))

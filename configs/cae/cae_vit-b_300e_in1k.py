@@ -52,7 +52,7 @@ block_mask = dict(
     max_num_patches=None)
 train_dataloader = dict(
     dataset=dict(pipeline=[
-        block_mask if t['type'] == 'PermutationMaskGenerator' else
+        block_mask if t['type'] == 'RandomPatchPermutation' else
         dict(t, algorithm_keys=['visual_tokens'])
         if t['type'] == 'PackInputs' else t
         for t in _base_.train_dataloader.dataset.pipeline

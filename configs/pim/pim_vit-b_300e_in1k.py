@@ -2,8 +2,3 @@
 # k-CLIP tokens, same cutting point (60) and recipe as MaPeT.
 _base_ = '../mapet/mapet_vit-b_300e_in1k.py'
 model = dict(backbone=dict(mode='pim'))
-train_dataloader = dict(
-    dataset=dict(pipeline=[
-        dict(t, mode='pim') if t['type'] == 'PermutationMaskGenerator' else t
-        for t in _base_.train_dataloader.dataset.pipeline
-    ]))

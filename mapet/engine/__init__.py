@@ -1,3 +1,1 @@
-
-from . import hooks, optimizers  # noqa: F401
-from . import runner  # noqa: F401
+from . import hooks, optimizers, runners  # noqa: F401

@@ -1,2 +1,1 @@
-from . import algorithms, backbones, heads, tokenizers  # noqa: F401
-from . import classifiers  # noqa: F401,E402
+from . import backbones, heads, selfsup, tokenizers, utils  # noqa: F401

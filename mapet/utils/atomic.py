@@ -86,6 +86,28 @@ def atomic_write(path: PathLike,
         raise
 
 
+def publish_atomically(tmp: PathLike, path: PathLike) -> None:
+    """fsync a fully written ``tmp`` and rename it over ``path``.
+
+    For files another library wrote (e.g. mmengine's checkpoint save into a
+    temporary name); :func:`atomic_write` does the same for our own writes.
+
+    Args:
+        tmp (str | PathLike): The complete temporary file (same directory).
+        path (str | PathLike): Final destination.
+    """
+    with open(tmp, 'rb+') as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(osp.dirname(osp.abspath(os.fspath(path))))
+
+
+def remove_if_exists(path: PathLike) -> None:
+    """``os.remove(path)`` that ignores a missing file."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically.
 

@@ -1,43 +1,38 @@
-"""Safe checkpoint loading for MMEngine runs (``weights_only=True`` only).
+"""Checkpoint files: safe loading, atomic checksummed saving, verified resume.
 
-Since torch 2.6, ``torch.load`` defaults to ``weights_only=True``: only
-tensors, primitive containers and explicitly allow-listed globals can be
-unpickled, so a checkpoint cannot execute code. The installed mmengine wraps
-that in ``mmengine.runner.checkpoint._safe_torch_load``, which *silently
-falls back to unrestricted unpickling* (``weights_only=False``) on any
-failure, and whose allow-list contains ``builtins.getattr`` (enough to reach
-arbitrary callables). Importing :mod:`mapet` calls :func:`activate`, which:
+Nothing here changes torch or mmengine: :class:`~mapet.engine.runners.
+MaPeTRunner` (selected by ``runner_type`` in our configs) calls these
+functions, and so do our tools and converters.
 
-1. **Saves message-hub state as data.** MMEngine's ``HistoryBuffer``
-   pickles its class-level ``_statistics_methods`` (function references,
-   reconstructed through ``builtins.getattr``). We replace its
-   ``__getstate__`` so checkpoints carry only ``max_length`` and the two
-   numpy history arrays; ``__setstate__`` already restores the default
-   methods, and custom ones are class-level registrations that come back
-   when their module is imported.
-2. **Allow-lists a narrow set of types** with
-   :func:`torch.serialization.add_safe_globals` (see :func:`safe_globals`):
-   ``HistoryBuffer``, numpy's array/scalar reconstructors, ``numpy.dtype``
-   and the *numeric/bool* numpy dtype classes. No generic callable
-   (``getattr``, ``eval``, ``functools.partial``...), no object dtype.
-   Registering process-wide (not only inside our loader) also makes a plain
-   ``torch.load(path)`` and mmengine's URL loader accept our checkpoints.
-3. **Replaces mmengine's loaders without fallback**: the local-path scheme
-   of :class:`mmengine.runner.CheckpointLoader` (public
-   ``register_scheme(..., force=True)``; used by ``load_from``, ``--resume``,
-   ``init_cfg=dict(type='Pretrained')``, ``tools/test.py``) and the module
-   function ``_safe_torch_load`` that mmengine's other schemes (``s3://``,
-   ``pavi://``, ``open-mmlab://``...) call. Both load with
-   ``weights_only=True`` and raise :class:`UnsafeCheckpointError` naming the
-   offending type when the file needs anything else. Nothing in the file is
-   executed in that case: the restricted unpickler stops at the first
-   unknown global.
+* **Loading** (:func:`safe_torch_load`, :func:`load_checkpoint_file`):
+  ``torch.load(weights_only=True)`` with a narrow allow-list passed to this
+  call only (:func:`safe_globals`), never an unrestricted fallback. mmengine's
+  own loader falls back to unrestricted unpickling on any failure and
+  allow-lists ``builtins.getattr`` (enough to reach arbitrary callables).
+  A file that needs anything else raises :class:`UnsafeCheckpointError`
+  naming the type; nothing in it is executed (the restricted unpickler stops
+  at the first unknown global). A file with a ``<file>.sha256`` sidecar that
+  does not match raises :class:`CorruptCheckpointError` before unpickling.
+* **Saving** (:func:`atomic_save_checkpoint`): serialised in memory, written
+  to a temporary file in the same directory, fsynced, renamed over the
+  destination, then the sidecar is written: a job killed at any moment
+  leaves the old file or the new one, never a truncated one.
+* **Message-hub state as data** (:func:`data_only_message_hub`): mmengine's
+  ``HistoryBuffer`` pickles its statistics methods as function references
+  (through ``builtins.getattr``); checkpoints saved by our runner hold
+  :class:`DataOnlyHistoryBuffer` instead, which pickles only its numbers.
+* **Resume** (:func:`find_latest_intact_checkpoint`): ``last_checkpoint`` is
+  trusted only if the file it names matches its sidecar; otherwise the
+  newest intact checkpoint of the work dir is used and the skipped ones are
+  reported.
 
-To load a checkpoint you trust that carries other types, either add exactly
-those types with ``torch.serialization.add_safe_globals([...])`` in a module
-listed in ``custom_imports``, or convert it once yourself (``torch.load(...,
-weights_only=False)`` then ``torch.save({'state_dict': ...})``).
+To load a checkpoint you trust that carries other types, convert it once
+(``torch.load(..., weights_only=False)`` then ``torch.save({'state_dict':
+...})``) or use ``tools/model_converters/``.
 """
+import glob
+import io
+import logging
 import os
 import os.path as osp
 import pickle
@@ -46,11 +41,17 @@ from typing import IO, Any, Callable, List, Optional, Union
 
 import numpy as np
 import torch
+from mmengine.logging import print_log
 from mmengine.logging.history_buffer import HistoryBuffer
 
+from .atomic import atomic_write, checksum_path, sha256_file, write_checksum
+
 __all__ = [
-    'UnsafeCheckpointError', 'safe_globals', 'safe_torch_load',
-    'load_from_local', 'activate', 'is_active'
+    'UnsafeCheckpointError', 'CorruptCheckpointError', 'DataOnlyHistoryBuffer',
+    'safe_globals', 'safe_torch_load', 'load_checkpoint_file',
+    'verify_checkpoint', 'atomic_save_checkpoint',
+    'find_latest_intact_checkpoint', 'data_only_message_hub',
+    'remove_orphan_sidecars'
 ]
 
 # The numpy dtype classes a checkpoint may contain (dtypes are rebuilt with
@@ -61,6 +62,33 @@ _NUMPY_DTYPE_NAMES = (
     'bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32',
     'uint64', 'float16', 'float32', 'float64', 'longdouble', 'complex64',
     'complex128', 'clongdouble', 'intc', 'uintc', 'longlong', 'ulonglong')
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint does not match its ``.sha256`` sidecar."""
+
+
+class DataOnlyHistoryBuffer(HistoryBuffer):
+    """A ``HistoryBuffer`` that pickles its numbers only.
+
+    ``__setstate__`` (mmengine's) restores the default statistics methods;
+    custom ones are class-level registrations that come back when their
+    module is imported.
+    """
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop('statistics_methods', None)
+        return state
+
+    @classmethod
+    def from_buffer(cls, buffer: HistoryBuffer) -> 'DataOnlyHistoryBuffer':
+        """Copy ``buffer``'s data into a new data-only buffer."""
+        new = cls.__new__(cls)
+        state = dict(buffer.__dict__)
+        state.pop('statistics_methods', None)
+        new.__dict__.update(state)
+        return new
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -81,13 +109,16 @@ def safe_globals() -> List[Callable]:
     """Return mapet's allow-list for ``torch.load(weights_only=True)``.
 
     Returns:
-        list: ``HistoryBuffer``, ``numpy.ndarray``, ``numpy.dtype``, numpy's
+        list: ``HistoryBuffer`` (its data; a pickled statistics method
+        still needs ``builtins.getattr``, which is refused),
+        :class:`DataOnlyHistoryBuffer`, ``numpy.ndarray``, ``numpy.dtype``, numpy's
         ``_reconstruct``/``scalar`` pickle helpers and the numeric/bool numpy
         dtype classes.
     """
     core = _numpy_core()
     allow: List[Callable] = [
         HistoryBuffer,
+        DataOnlyHistoryBuffer,
         np.ndarray,
         np.dtype,
         core.multiarray._reconstruct,
@@ -135,8 +166,8 @@ def safe_torch_load(file: Union[str, os.PathLike, IO],
                     weights_only: Optional[bool] = None) -> Any:
     """Load with ``weights_only=True`` and mapet's allow-list; no fallback.
 
-    Drop-in replacement for ``mmengine.runner.checkpoint._safe_torch_load``
-    (same signature).
+    The allow-list applies to this call only (torch's ``safe_globals``
+    context); the process-wide torch list is not changed.
 
     Args:
         file (str | PathLike | IO): Checkpoint path or file object.
@@ -156,18 +187,19 @@ def safe_torch_load(file: Union[str, os.PathLike, IO],
     if weights_only is False:
         return torch.load(file, map_location=map_location, weights_only=False)
     try:
-        # Not the `safe_globals` context manager: its exit *removes* the
-        # globals, also the process-wide registration made by activate().
-        torch.serialization.add_safe_globals(safe_globals())
-        return torch.load(file, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(safe_globals()):
+            return torch.load(
+                file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         message = str(e)
         type_name = _offending_type(message)
         hint = ''
         if type_name.rpartition('.')[2] == 'getattr':
-            hint = (' (checkpoints written by mmengine without `import mapet` '
-                    'pickle HistoryBuffer statistics methods through '
-                    'builtins.getattr, a generic callable we never allow)')
+            hint = (' (checkpoints written by a plain mmengine Runner pickle '
+                    'HistoryBuffer statistics methods through '
+                    "builtins.getattr, a generic callable we never allow; "
+                    "train with runner_type='MaPeTRunner', or load only the "
+                    "weights of a file you trust)")
         raise UnsafeCheckpointError(
             f'Refusing to load checkpoint {_describe(file)!r}: it contains a '
             f'pickled object of type {type_name!r}{hint}, which is not in '
@@ -181,63 +213,164 @@ def safe_torch_load(file: Union[str, os.PathLike, IO],
             f'{_torch_reason(message)}') from None
 
 
-def load_from_local(filename: str, map_location: Optional[Any] = None) -> Any:
-    """Local-path scheme for :class:`mmengine.runner.CheckpointLoader`.
+def verify_checkpoint(filename: str) -> bool:
+    """Whether ``filename`` exists and matches its sidecar (if it has one).
+
+    Args:
+        filename (str): Checkpoint path.
+
+    Returns:
+        bool: False for a missing/empty file or a checksum mismatch.
+    """
+    if not osp.isfile(filename) or osp.getsize(filename) == 0:
+        return False
+    sidecar = checksum_path(filename)
+    if not osp.exists(sidecar):
+        return True  # written elsewhere (e.g. a downloaded checkpoint)
+    with open(sidecar, encoding='utf-8') as f:
+        fields = f.read().split()
+    return bool(fields) and fields[0] == sha256_file(filename)
+
+
+def load_checkpoint_file(filename: str,
+                         map_location: Optional[Any] = None) -> Any:
+    """Verify a local file's sidecar, then load it with :func:`safe_torch_load`.
 
     Args:
         filename (str): Checkpoint path (``~`` is expanded).
-        map_location (optional): Same as :func:`torch.load`.
+        map_location (optional): As :func:`torch.load`.
 
     Returns:
-        Any: The loaded checkpoint.
+        Any: The checkpoint.
 
     Raises:
         FileNotFoundError: If the file does not exist.
+        CorruptCheckpointError: If the file does not match its sidecar.
         UnsafeCheckpointError: See :func:`safe_torch_load`.
     """
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return safe_torch_load(filename, map_location=map_location)
+    expanded = osp.expanduser(os.fspath(filename))
+    if not osp.isfile(expanded):
+        raise FileNotFoundError(f'Checkpoint {filename} does not exist.')
+    if osp.exists(checksum_path(expanded)) and \
+            not verify_checkpoint(expanded):
+        raise CorruptCheckpointError(
+            f'Checkpoint {filename} does not match its checksum '
+            f'{checksum_path(filename)}: it is truncated or was modified '
+            'after it was written. Use an earlier checkpoint (with '
+            '--resume auto the newest intact one is picked), or delete '
+            'the .sha256 file if you changed the checkpoint on purpose.')
+    return safe_torch_load(expanded, map_location=map_location)
 
 
-def _history_buffer_getstate(self: HistoryBuffer) -> dict:
-    """Pickle only the data of a ``HistoryBuffer`` (no function refs).
+def data_only_message_hub(state: dict) -> dict:
+    """``MessageHub.state_dict()`` with :class:`DataOnlyHistoryBuffer` s.
 
-    Unlike mmengine's version it also does not mutate ``self.__dict__``.
+    Args:
+        state (dict): A message-hub state (``log_scalars``, ...).
+
+    Returns:
+        dict: A shallow copy whose ``log_scalars`` pickle as data only.
     """
-    state = dict(self.__dict__)
-    state.pop('statistics_methods', None)
+    state = dict(state)
+    scalars = state.get('log_scalars')
+    if isinstance(scalars, dict):
+        state['log_scalars'] = {
+            key: DataOnlyHistoryBuffer.from_buffer(value)
+            if isinstance(value, HistoryBuffer) else value
+            for key, value in scalars.items()
+        }
     return state
 
 
-_ACTIVE = False
-#: mmengine's own ``HistoryBuffer.__getstate__`` (kept for tests/debugging).
-MMENGINE_HISTORY_BUFFER_GETSTATE = HistoryBuffer.__getstate__
+def remove_orphan_sidecars(dirname: str) -> None:
+    """Drop ``*.pth.sha256`` sidecars whose checkpoint was deleted.
 
-
-def is_active() -> bool:
-    """Whether :func:`activate` has run in this process."""
-    return _ACTIVE
-
-
-def activate() -> None:
-    """Install safe checkpoint saving/loading (idempotent).
-
-    Called by ``import mapet``; see the module docstring for what changes.
+    ``CheckpointHook(max_keep_ckpts=...)`` removes old ``.pth`` files only.
     """
-    global _ACTIVE
-    if _ACTIVE:
-        return
-    from mmengine.runner import checkpoint as mm_ckpt
-    from mmengine.runner.checkpoint import CheckpointLoader
+    for sidecar in glob.glob(osp.join(glob.escape(dirname), '*.pth.sha256')):
+        if not osp.exists(sidecar[:-len('.sha256')]):
+            try:
+                os.remove(sidecar)
+            except OSError:
+                pass
 
-    HistoryBuffer.__getstate__ = _history_buffer_getstate
-    torch.serialization.add_safe_globals(safe_globals())
-    CheckpointLoader.register_scheme(
-        prefixes='', loader=load_from_local, force=True)
-    # mmengine's other schemes call this module function by its global name.
-    mm_ckpt._safe_torch_load = safe_torch_load
-    # Its allow-list contains builtins.getattr; expose ours instead.
-    mm_ckpt.get_torch_safe_globals = safe_globals
-    _ACTIVE = True
+
+def atomic_save_checkpoint(checkpoint: dict, filename: str) -> None:
+    """Write ``checkpoint`` to a local ``filename`` atomically, with sidecar.
+
+    Args:
+        checkpoint (dict): What to save.
+        filename (str): Local destination.
+    """
+    filename = os.fspath(filename)
+    # Serialise fully in memory first: a pickling error must not touch disk.
+    with io.BytesIO() as buffer:
+        torch.save(checkpoint, buffer)
+        data = buffer.getvalue()
+    # A stale sidecar must never vouch for the new content.
+    try:
+        os.remove(checksum_path(filename))
+    except FileNotFoundError:
+        pass
+    with atomic_write(filename, 'wb') as f:
+        f.write(data)
+    write_checksum(filename)
+    remove_orphan_sidecars(osp.dirname(osp.abspath(filename)))
+
+
+_STEP_RE = re.compile(r'(?:iter|epoch)_(\d+)\.pth$')
+
+
+def _candidates(work_dir: str) -> List[str]:
+    """Checkpoints of ``work_dir``, newest first (by step, then mtime)."""
+    paths = glob.glob(osp.join(glob.escape(work_dir), '*.pth'))
+
+    def key(path: str):
+        match = _STEP_RE.search(osp.basename(path))
+        return (int(match.group(1)) if match else -1, osp.getmtime(path))
+
+    return sorted(paths, key=key, reverse=True)
+
+
+def find_latest_intact_checkpoint(path: str) -> Optional[str]:
+    """The checkpoint ``--resume auto`` should use in work dir ``path``.
+
+    Args:
+        path (str): The work dir.
+
+    Returns:
+        str | None: The checkpoint to resume from, or None if there is no
+        intact one.
+    """
+    named = None
+    save_file = osp.join(path, 'last_checkpoint')
+    if osp.exists(save_file):
+        with open(save_file, encoding='utf-8') as f:
+            named = f.read().strip() or None
+    if named is not None and verify_checkpoint(named):
+        return named
+    rejected = [named] if named else []
+    for candidate in _candidates(path):
+        if candidate in rejected:
+            continue
+        if verify_checkpoint(candidate):
+            if rejected or named is None:
+                print_log(
+                    f'Resuming from {candidate}: '
+                    + (f'skipped {rejected} (missing, empty or failing '
+                       'its checksum).' if rejected else
+                       'last_checkpoint was missing or empty.'),
+                    logger='current',
+                    level=logging.WARNING)
+            return candidate
+        rejected.append(candidate)
+    if rejected:
+        print_log(
+            f'No intact checkpoint in {path}; rejected {rejected}. '
+            'Training starts from scratch.',
+            logger='current',
+            level=logging.WARNING)
+    else:
+        print_log('Did not find last_checkpoint to be resumed.',
+                  logger='current')
+    return None

@@ -136,7 +136,7 @@ def main() -> None:
         help='also export a linear classifier head (head.fc)')
     args = parser.parse_args()
 
-    from mapet.engine.runner.checkpoint_io import atomic_save_checkpoint
+    from mapet.utils.checkpoint import atomic_save_checkpoint
     from mapet.utils import safe_torch_load
     checkpoint = safe_torch_load(args.src, map_location='cpu')
     state_dict = checkpoint.get('state_dict', checkpoint)

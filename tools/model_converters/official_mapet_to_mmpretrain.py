@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument('dst', help='output mmpretrain checkpoint')
     args = parser.parse_args()
 
-    from mapet.engine.runner.checkpoint_io import atomic_save_checkpoint
+    from mapet.utils.checkpoint import atomic_save_checkpoint
     from mapet.utils import safe_torch_load
     checkpoint = safe_torch_load(args.src, map_location='cpu')
     for key in ('model', 'state_dict', 'module'):

@@ -98,7 +98,7 @@ def main() -> None:
         help='key prefixes that may be dropped')
     args = parser.parse_args()
 
-    from mapet.engine.runner.checkpoint_io import atomic_save_checkpoint
+    from mapet.utils.checkpoint import atomic_save_checkpoint
     from mapet.utils import safe_torch_load
     checkpoint = safe_torch_load(args.src, map_location='cpu')
     kept, dropped = strip_to_backbone(

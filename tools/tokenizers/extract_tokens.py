@@ -16,7 +16,7 @@ Any tokenizer, from a config file holding ``tokenizer = dict(type=...)``
 Several GPUs: ``torchrun --nproc_per_node 8 tools/tokenizers/extract_tokens.py
 ...`` (chunks shared round-robin by rank; rank 0 merges and verifies).
 Rerunning the same command after an interruption resumes and produces the
-same bytes. See :mod:`mapet.tokenizers.token_store` for the format.
+same bytes. See :mod:`mapet.datasets.token_store` for the format.
 """
 import argparse
 import os.path as osp
@@ -29,11 +29,11 @@ sys.path.insert(0,
 import torch  # noqa: E402
 
 import mapet  # noqa: E402,F401  (registers the tokenizers)
-from mapet.tokenizers.cli import (  # noqa: E402
+from mapet.extraction.cli import (  # noqa: E402
     add_clip_args, add_image_source_args, add_loader_args, list_source_images,
     pretrained_arg)
-from mapet.tokenizers.extraction import extract_tokens  # noqa: E402
-from mapet.tokenizers.images import init_tool_dist  # noqa: E402
+from mapet.extraction.engines import extract_tokens  # noqa: E402
+from mapet.extraction.images import init_tool_dist  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

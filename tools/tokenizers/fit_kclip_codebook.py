@@ -14,7 +14,7 @@ Several GPUs (images sharded by rank, rank 0 runs k-means)::
 Sampled features are cached as ``<work-dir>/features_XXXXXX.npy`` shards
 (written atomically); rerunning the same command after an interruption
 resumes. Output: ``<out>.npz`` (``centroids`` (K, D) float32 + JSON
-``metadata``; see :mod:`mapet.tokenizers.codebook`), ``<out>.npz.sha256`` and
+``metadata``; see :mod:`mapet.models.tokenizers.codebook`), ``<out>.npz.sha256`` and
 ``<out>.json``. Note the cache size: ~2 % of 250 M ImageNet patch features
 x 4096 x 4 bytes is ~80 GB for RN50x64.
 """
@@ -30,13 +30,13 @@ import torch  # noqa: E402
 
 from mapet.models.tokenizers.kclip import (  # noqa: E402
     CLIP_MEAN, CLIP_STD, FEATURE_LAYER, ClipResNetTrunk)
-from mapet.tokenizers.cli import (  # noqa: E402
+from mapet.extraction.cli import (  # noqa: E402
     add_clip_args, add_image_source_args, add_loader_args, list_source_images,
     pretrained_arg)
-from mapet.tokenizers.codebook import save_codebook  # noqa: E402
-from mapet.tokenizers.extraction import (  # noqa: E402
+from mapet.models.tokenizers.codebook import save_codebook  # noqa: E402
+from mapet.extraction.engines import (  # noqa: E402
     fit_kmeans, sample_clip_features)
-from mapet.tokenizers.images import init_tool_dist  # noqa: E402
+from mapet.extraction.images import init_tool_dist  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

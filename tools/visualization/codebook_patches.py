@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0,
                 osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mapet.tokenizers.token_store import TokenStore  # noqa: E402
+from mapet.datasets.token_store import TokenStore  # noqa: E402
 
 SCAN_ROWS = 65536  # store rows scanned at a time (bounded memory)
 LABEL_WIDTH = 72

@@ -36,10 +36,9 @@ train_pipeline = [
         saturation=0.4,
         hue=0.),
     dict(
-        type='PermutationMaskGenerator',
+        type='RandomPatchPermutation',
         input_size=img_size,
-        patch_size=patch_size,
-        mode='mapet'),
+        patch_size=patch_size),
     dict(type='PackInputs', algorithm_keys=['permutation', 'visual_tokens'])
 ]
 

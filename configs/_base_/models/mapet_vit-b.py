@@ -22,7 +22,7 @@ model = dict(
             dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
         ]),
     head=dict(
-        type='TwoStreamHead',
+        type='VisualTokenHead',
         embed_dims=768,
         num_embed=vocab_size,
         loss=dict(type='CrossEntropyLoss')))

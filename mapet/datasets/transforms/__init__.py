@@ -1,3 +1,5 @@
+from .per_sample_rng import PerSampleRNG
+from .permutation import RandomPatchPermutation
+from .visual_tokens import LoadVisualTokens
 
-from .permutation import PermutationMaskGenerator  # noqa: F401
-from .visual_tokens import LoadVisualTokens  # noqa: F401
+__all__ = ['LoadVisualTokens', 'PerSampleRNG', 'RandomPatchPermutation']

@@ -7,8 +7,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
-from mapet.tokenizers.codebook import load_codebook
-from mapet.tokenizers.token_store import TokenStore, TokenStoreError
+from mapet.models.tokenizers.codebook import load_codebook
+from mapet.datasets.token_store import TokenStore, TokenStoreError
 
 _HEX_SHA256_LEN = 64
 
@@ -19,7 +19,7 @@ class LoadVisualTokens(BaseTransform):
 
     The store is written by ``tools/tokenizers/extract_tokens.py`` and keyed
     by each image's path relative to the data root (see
-    :mod:`mapet.tokenizers.images`). The key is recovered from
+    :mod:`mapet.extraction.images`). The key is recovered from
     ``results['img_path']`` (mmpretrain datasets set it to
     ``join(data_root, data_prefix, <ann-file path>)``):
 

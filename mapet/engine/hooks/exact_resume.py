@@ -6,7 +6,7 @@ random draw of a run is made a pure function of counters that a checkpoint
 already holds:
 
 * data augmentation: ``(seed, epoch, sample_idx)`` through
-  :class:`~mapet.datasets.sample_rng.PerSampleRNG`, which this hook wraps
+  :class:`~mapet.datasets.transforms.per_sample_rng.PerSampleRNG`, which this hook wraps
   around every training pipeline;
 * model randomness (drop path, dropout, batch augments of the data
   preprocessor): ``(seed, rank, iteration)``: the global RNGs of each rank
@@ -14,7 +14,7 @@ already holds:
 * sampling order: MMEngine's ``DefaultSampler`` already shuffles with
   ``seed + epoch``.
 
-Use it through :class:`~mapet.engine.runner.ExactResumeEpochBasedTrainLoop`
+Use it through :class:`~mapet.engine.runners.ExactResumeEpochBasedTrainLoop`
 (which registers it and also fast-forwards the sampler mid-epoch).
 """
 import logging
@@ -25,7 +25,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
-from mapet.datasets.sample_rng import (ITER_STREAM, seed_global_rngs,
+from mapet.datasets.transforms.per_sample_rng import (ITER_STREAM, seed_global_rngs,
                                        set_sample_rng_state,
                                        wrap_dataset_pipelines)
 

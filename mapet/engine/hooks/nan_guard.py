@@ -1,115 +1,89 @@
-"""Stop (or skip) on a non-finite loss before it reaches the weights."""
-import logging
+"""Stop training on a non-finite loss, and never checkpoint non-finite weights."""
+import math
 from typing import Optional
 
 import torch
-from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook
-from mmengine.logging import print_log
+from mmengine.optim import AmpOptimWrapper
 from mmpretrain.registry import HOOKS
 
 __all__ = ['NonFiniteLossError', 'NaNGuardHook']
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN/Inf loss (raised by :class:`NaNGuardHook`)."""
+    """Training produced a NaN/Inf loss or weights (see :class:`NaNGuardHook`)."""
 
 
 @HOOKS.register_module()
 class NaNGuardHook(Hook):
-    """Refuse optimizer updates from a NaN/Inf loss.
+    """Raise on a NaN/Inf loss that survives; refuse to save NaN weights.
 
-    The check runs inside ``optim_wrapper.update_params`` (it wraps that
-    method of the runner's optimizer wrapper), i.e. *before* backward and the
-    optimizer step, so a bad batch never corrupts the weights. What happens
-    then depends on ``action``:
+    The loss is read from the iteration's outputs, which mmengine's loop has
+    already moved to the host for logging, so the check costs no extra
+    synchronisation. With an fp16 ``AmpOptimWrapper`` a non-finite loss is
+    normal now and then: the loss scaler skips that step and lowers the
+    scale. Only ``max_amp_overflows`` such iterations *in a row* mean the run
+    diverged. Without a loss scaler the first non-finite loss raises.
 
-    * ``'raise'`` (default): training stops with :class:`NonFiniteLossError`
-      naming the iteration, the loss value and the last checkpoint written
-      (the weights in memory are still those of the previous iteration).
-    * ``'skip'``: the update is skipped (gradients zeroed) and a warning
-      with the running count is logged; after ``max_skips`` skipped
-      iterations it raises as above.
-
-    In distributed runs the decision is all-reduced, so every rank skips
-    the same iteration (no rank waits in a gradient all-reduce alone).
+    Runs before ``CheckpointHook`` (priority ``VERY_HIGH``), so the failing
+    iteration is never checkpointed; ``before_save_checkpoint`` also refuses
+    weights that are not finite.
 
     Args:
-        action (str): ``'raise'`` or ``'skip'``. Defaults to 'raise'.
-        max_skips (int): With ``'skip'``, raise once more iterations than
-            this were skipped. Defaults to 10.
+        max_amp_overflows (int): Consecutive non-finite losses tolerated
+            under an fp16 loss scaler (each halves the scale). Defaults to
+            10.
     """
 
     priority = 'VERY_HIGH'
 
-    def __init__(self, action: str = 'raise', max_skips: int = 10) -> None:
-        if action not in ('raise', 'skip'):
+    def __init__(self, max_amp_overflows: int = 10) -> None:
+        if max_amp_overflows < 0:
             raise ValueError(
-                f"NaNGuardHook: action must be 'raise' or 'skip', got "
-                f'{action!r}.')
-        if max_skips < 0:
-            raise ValueError(f'NaNGuardHook: max_skips={max_skips} < 0.')
-        self.action = action
-        self.max_skips = max_skips
-        self.num_skipped = 0
-        self._runner = None
+                f'NaNGuardHook: max_amp_overflows={max_amp_overflows} < 0.')
+        self.max_amp_overflows = max_amp_overflows
+        self._tolerated = 0
+        self._in_a_row = 0
 
     def before_train(self, runner) -> None:
-        """Wrap the optimizer wrapper's ``update_params``."""
-        self._runner = runner
-        optim_wrapper = runner.optim_wrapper
-        if getattr(optim_wrapper, '_mapet_nan_guard', False):
-            return
-        original = optim_wrapper.update_params
-
-        def guarded_update_params(loss: torch.Tensor, *args, **kwargs):
-            if self._is_finite(loss):
-                return original(loss, *args, **kwargs)
-            self._on_non_finite(loss)
-            optim_wrapper.zero_grad()
-            return None
-
-        optim_wrapper.update_params = guarded_update_params
-        optim_wrapper._mapet_nan_guard = True
-
-    @staticmethod
-    def _is_finite(loss: torch.Tensor) -> bool:
-        finite = torch.isfinite(loss.detach()).all().to(torch.float32)
-        if get_world_size() > 1:
-            finite = finite.reshape(1).to(loss.device)
-            all_reduce(finite, op='min')
-        return bool(finite.item())
-
-    def _last_checkpoint(self) -> str:
-        last = self._runner.message_hub.get_info('last_ckpt')
-        return last if last else 'none written yet'
-
-    def _on_non_finite(self, loss: torch.Tensor) -> None:
-        runner = self._runner
-        where = f'iteration {runner.iter + 1} (epoch {runner.epoch + 1})'
-        message = (f'Non-finite loss {float(loss.detach().sum())} at {where}; '
-                   f'last checkpoint: {self._last_checkpoint()}.')
-        if self.action == 'skip' and self.num_skipped < self.max_skips:
-            self.num_skipped += 1
-            print_log(
-                f'NaNGuardHook: {message} Skipped this update '
-                f'({self.num_skipped}/{self.max_skips} skips used).',
-                logger='current',
-                level=logging.WARNING)
-            return
-        if self.action == 'skip':
-            message += (f' {self.num_skipped} updates were already skipped '
-                        f'(max_skips={self.max_skips}).')
-        raise NonFiniteLossError(
-            f'NaNGuardHook: {message} The weights in memory are those before '
-            'this iteration. Lower the learning rate / enable gradient '
-            "clipping, or set NaNGuardHook(action='skip') to skip such "
-            'iterations; resume with --resume auto.')
+        """Tolerate overflows only under a dynamic fp16 loss scaler."""
+        wrapper = runner.optim_wrapper
+        scaled = isinstance(wrapper, AmpOptimWrapper) and \
+            getattr(wrapper, 'cast_dtype', None) != torch.bfloat16
+        self._tolerated = self.max_amp_overflows if scaled else 0
 
     def after_train_iter(self,
                          runner,
                          batch_idx: int,
                          data_batch: Optional[dict] = None,
                          outputs: Optional[dict] = None) -> None:
-        """Record the number of skipped updates in the message hub."""
-        runner.message_hub.update_info('nan_guard_skipped', self.num_skipped)
+        """Raise once the loss has been non-finite too often in a row."""
+        if not outputs or 'loss' not in outputs:
+            return
+        loss = float(outputs['loss'])
+        if math.isfinite(loss):
+            self._in_a_row = 0
+            return
+        self._in_a_row += 1
+        if self._in_a_row > self._tolerated:
+            raise NonFiniteLossError(
+                f'Non-finite loss {loss} at iteration {runner.iter + 1} '
+                f'(epoch {runner.epoch + 1})'
+                + (f', {self._in_a_row} iterations in a row under the fp16 '
+                   'loss scaler' if self._tolerated else '')
+                + '. Training stopped before checkpointing it. Resume from '
+                'the last checkpoint with a lower learning rate or gradient '
+                'clipping, or check the data of this iteration.')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Refuse to write non-finite weights."""
+        bad = [
+            key for key, value in checkpoint.get('state_dict', {}).items()
+            if torch.is_tensor(value) and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())
+        ]
+        if bad:
+            raise NonFiniteLossError(
+                f'Refusing to save a checkpoint at iteration {runner.iter}: '
+                f'{len(bad)} weight tensors are not finite (first: '
+                f'{bad[0]}). Resume from the last good checkpoint.')

@@ -1,2 +1,5 @@
+from .mapet_vit import MaPeTViT
+from .token_input import TokenMLP, TokenViT
+from .visible_tokens_vit import VisibleTokensViT
 
-from .mapet_vit import MaPeTViT  # noqa: F401
+__all__ = ['MaPeTViT', 'TokenMLP', 'TokenViT', 'VisibleTokensViT']

@@ -1,2 +1,3 @@
+from .visual_token_head import VisualTokenHead
 
-from .two_stream_head import TwoStreamHead  # noqa: F401
+__all__ = ['VisualTokenHead']

@@ -1,3 +1,9 @@
+from .codebook import (centroids_sha256, load_codebook, nearest_centroid,
+                       save_codebook)
+from .frozen import FrozenDALLE, FrozenVQKD
+from .kclip import KClipTokenizer
 
-from .kclip import KClipTokenizer  # noqa: F401
-from .frozen import FrozenDALLE, FrozenVQKD  # noqa: F401
+__all__ = [
+    'FrozenDALLE', 'FrozenVQKD', 'KClipTokenizer', 'centroids_sha256',
+    'load_codebook', 'nearest_centroid', 'save_codebook'
+]

@@ -19,7 +19,7 @@ from mmengine.logging import print_log
 from torch import nn
 
 from mmpretrain.registry import MODELS
-from mapet.tokenizers.codebook import centroids_sha256, nearest_centroid
+from mapet.models.tokenizers.codebook import centroids_sha256, nearest_centroid
 from mapet.utils.atomic import sha256_file
 from mapet.utils.checkpoint import safe_torch_load
 from .base import FrozenTokenizerMixin

@@ -14,7 +14,7 @@ from mmengine.logging import print_log
 from torch import nn
 
 from mmpretrain.registry import MODELS
-from mapet.tokenizers.codebook import load_codebook, nearest_centroid
+from mapet.models.tokenizers.codebook import load_codebook, nearest_centroid
 from mapet.utils.atomic import sha256_file
 from .base import FrozenTokenizerMixin
 
@@ -109,7 +109,7 @@ class KClipTokenizer(FrozenTokenizerMixin, nn.Module):
     (:data:`CLIP_MEAN`/:data:`CLIP_STD`; ``H`` and ``W`` multiples of 32) and
     returns a LongTensor (B, (H/32) * (W/32)) of centroid indices, row-major.
     Assignment is exact squared L2 with ties to the lower index (see
-    :func:`mapet.tokenizers.codebook.nearest_centroid`), without gradient,
+    :func:`mapet.models.tokenizers.codebook.nearest_centroid`), without gradient,
     on the module's device, ``chunk_size`` features at a time. Features are
     computed in float32 with autocast disabled, so AMP does not change tokens.
 

@@ -59,10 +59,9 @@ train_pipeline = [
         saturation=0.4,
         hue=0.),
     dict(
-        type='PermutationMaskGenerator',
+        type='RandomPatchPermutation',
         input_size=img_size,
-        patch_size=patch_size,
-        mode='mapet'),
+        patch_size=patch_size),
     # No `visual_tokens`: the target_generator computes the targets.
     dict(type='PackInputs', algorithm_keys=['permutation'])
 ]

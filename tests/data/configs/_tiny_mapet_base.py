@@ -3,6 +3,7 @@
 # targets from a frozen random tokenizer (tests/data, on PYTHONPATH). Each
 # config keeps only what its test needs different.
 default_scope = 'mmpretrain'
+runner_type = 'MaPeTRunner'
 custom_imports = dict(
     imports=['mapet', 'core_tiny_tokenizer'], allow_failed_imports=False)
 
@@ -25,7 +26,7 @@ model = dict(
         drop_path_rate=0.0,
         layer_scale_init_value=0.1,
         out_type='raw'),
-    head=dict(type='TwoStreamHead', embed_dims=64, num_embed=vocab_size),
+    head=dict(type='VisualTokenHead', embed_dims=64, num_embed=vocab_size),
     target_generator=dict(
         type='CoreTinyTokenizer', vocab_size=vocab_size,
         patch_size=patch_size))
@@ -55,7 +56,7 @@ train_dataloader = dict(
                 contrast=0.4,
                 saturation=0.4),
             dict(
-                type='PermutationMaskGenerator',
+                type='RandomPatchPermutation',
                 input_size=img_size,
                 patch_size=patch_size),
             dict(type='PackInputs', algorithm_keys=['permutation']),

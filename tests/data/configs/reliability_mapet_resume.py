@@ -17,7 +17,7 @@ train_dataloader = dict(
         indices=list(range(0, 320, 13))[:24],  # 24 images, all 8 classes
         pipeline=[
             dict(_base_.train_dataloader.dataset.pipeline[0],
-                 type='SafeLoadImageFromFile'),
+                 type='LoadImageFromFile'),
             *_base_.train_dataloader.dataset.pipeline[1:],
         ]))
 

@@ -1,0 +1,217 @@
+"""``MaPeTRunner``: mmengine's ``Runner`` with safe, verified checkpoints.
+
+Our configs select it with ``runner_type = 'MaPeTRunner'``
+(``configs/_base_/default_runtime.py``), so the guarantees below hold with
+our ``tools/train.py``, with mmpretrain's or mmseg's own ``tools/train.py``
+and with ``mim train mapet``, and nothing in mmengine is changed:
+
+* checkpoints are written to a temporary file, fsynced, renamed into place
+  and given a ``.sha256`` sidecar (:meth:`save_checkpoint`); their message
+  hub pickles as data only; stale temporary files of a killed save are
+  removed when the next run starts;
+* every load (``load_from``, ``--resume``, ``tools/test.py``) verifies the
+  sidecar and unpickles with ``weights_only=True`` and a narrow allow-list,
+  never an unrestricted fallback (:meth:`load_checkpoint`);
+  ``init_cfg=dict(type='Pretrained')`` files are vetted the same way before
+  mmengine's initialiser reads them (:meth:`_init_model_weights`);
+* ``--resume auto`` picks the newest checkpoint that matches its sidecar
+  (:meth:`load_or_resume`);
+* an empty dataset, or a dataloader that yields no batch, is refused when it
+  is built, naming the dataset (:meth:`build_dataloader`);
+* before training, the pre-training targets are checked once: head
+  vocabulary = token store = tokenizer (:func:`check_visual_token_targets`).
+"""
+import copy
+import glob
+import os
+import os.path as osp
+from typing import Any, Callable, Dict, Optional, Union
+
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
+from mmengine.dist import is_main_process
+from mmpretrain.registry import RUNNERS
+from torch.utils.data import DataLoader
+
+from mapet.utils.atomic import (checksum_path, publish_atomically,
+                                remove_if_exists, write_checksum)
+from mapet.utils.checkpoint import (data_only_message_hub,
+                                    find_latest_intact_checkpoint,
+                                    load_checkpoint_file,
+                                    remove_orphan_sidecars)
+from .dataloader_checks import check_dataloader_not_empty, full_init_checked
+from .target_checks import check_visual_token_targets
+
+_TMP_MARK = '.tmp-'
+
+
+def _is_local(path: str) -> bool:
+    return '://' not in os.fspath(path)
+
+
+def _pretrained_files(model) -> Dict[str, str]:
+    """``{module name: checkpoint}`` of every ``Pretrained`` init_cfg."""
+    found = {}
+    for name, module in model.named_modules():
+        init_cfg = getattr(module, 'init_cfg', None)
+        for cfg in init_cfg if isinstance(init_cfg, list) else [init_cfg]:
+            if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained' \
+                    and cfg.get('checkpoint'):
+                found[name or 'model'] = cfg['checkpoint']
+    return found
+
+
+@RUNNERS.register_module()
+class MaPeTRunner(Runner):
+    """mmengine ``Runner`` with crash-safe saving and verified safe loading.
+
+    Same arguments as :class:`mmengine.runner.Runner`; see the module
+    docstring for what differs.
+    """
+
+    # -- saving ----------------------------------------------------------
+    def call_hook(self, fn_name: str, **kwargs) -> None:
+        """Call hooks; a checkpoint's message hub is then made data-only."""
+        super().call_hook(fn_name, **kwargs)
+        if fn_name == 'before_save_checkpoint':
+            checkpoint = kwargs['checkpoint']
+            checkpoint['message_hub'] = data_only_message_hub(
+                checkpoint['message_hub'])
+
+    def save_checkpoint(self,
+                        out_dir: str,
+                        filename: str,
+                        file_client_args: Optional[dict] = None,
+                        save_optimizer: bool = True,
+                        save_param_scheduler: bool = True,
+                        meta: Optional[dict] = None,
+                        by_epoch: bool = True,
+                        backend_args: Optional[dict] = None) -> None:
+        """Save like mmengine, but atomically and with a sidecar (local).
+
+        Remote destinations (``backend_args``/``file_client_args`` or a
+        URL) are saved by mmengine unchanged.
+        """
+        kwargs = dict(
+            file_client_args=file_client_args,
+            save_optimizer=save_optimizer,
+            save_param_scheduler=save_param_scheduler,
+            meta=meta,
+            by_epoch=by_epoch,
+            backend_args=backend_args)
+        if file_client_args is not None or backend_args is not None or \
+                not _is_local(out_dir):
+            return super().save_checkpoint(out_dir, filename, **kwargs)
+        if not is_main_process():
+            return None  # mmengine's save is master-only as well
+        final = osp.join(out_dir, filename)
+        tmp_name = f'.{osp.basename(filename)}{_TMP_MARK}{os.getpid()}'
+        tmp = osp.join(osp.dirname(final), tmp_name)
+        # A stale sidecar must never vouch for the new content.
+        remove_if_exists(checksum_path(final))
+        super().save_checkpoint(
+            osp.dirname(final), tmp_name, **kwargs)
+        publish_atomically(tmp, final)
+        write_checksum(final)
+        remove_orphan_sidecars(osp.dirname(osp.abspath(final)))
+        return None
+
+    # -- loading ---------------------------------------------------------
+    def load_checkpoint(self,
+                        filename: str,
+                        map_location: Union[str, Callable] = 'cpu',
+                        strict: bool = False,
+                        revise_keys: list = [(r'^module.', '')]) -> dict:
+        """Load ``filename`` (verified, ``weights_only``) into the model.
+
+        Args:
+            filename (str): A local checkpoint (remote URLs: download it
+                first; they are refused rather than loaded unverified).
+            map_location (str | Callable): As :func:`torch.load`.
+            strict (bool): As mmengine. Defaults to False.
+            revise_keys (list): As mmengine.
+
+        Returns:
+            dict: The checkpoint.
+        """
+        if not _is_local(filename):
+            raise ValueError(
+                f'{filename} is not a local file: MaPeTRunner loads only '
+                'local checkpoints, verified and with weights_only=True. '
+                'Download it first and pass the local path.')
+        checkpoint = load_checkpoint_file(filename, map_location=map_location)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self.model.module if is_model_wrapper(self.model) \
+            else self.model
+        checkpoint = _load_checkpoint_to_model(
+            model, checkpoint, strict, revise_keys=revise_keys)
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+    def load_or_resume(self) -> None:
+        """Load ``load_from`` or resume; ``auto`` uses the newest intact."""
+        if self._has_loaded:
+            return None
+        if self._resume and self._load_from is None:
+            resume_from = find_latest_intact_checkpoint(self.work_dir)
+            if resume_from is not None:
+                self.logger.info(f'Auto-resuming from {resume_from}.')
+                self.resume(resume_from)
+                self._has_loaded = True
+            return None
+        return super().load_or_resume()
+
+    def _init_model_weights(self) -> None:
+        """Vet ``Pretrained`` init files with the safe loader, then init."""
+        model = self.model.module if is_model_wrapper(self.model) \
+            else self.model
+        for name, checkpoint in _pretrained_files(model).items():
+            if _is_local(checkpoint):
+                # Raises on a corrupt or unsafe file before mmengine's
+                # initialiser (which falls back to unrestricted unpickling)
+                # ever opens it.
+                load_checkpoint_file(checkpoint, map_location='cpu')
+            else:
+                raise ValueError(
+                    f'{name}.init_cfg loads {checkpoint}, which is not a '
+                    'local file; download it and point init_cfg.checkpoint '
+                    'at the local copy so that it can be verified.')
+        super()._init_model_weights()
+
+    # -- data --------------------------------------------------------------
+    def build_dataloader(self,
+                         dataloader: Union[DataLoader, Dict],
+                         seed: Optional[int] = None,
+                         diff_rank_seed: bool = False) -> DataLoader:
+        """Build like mmengine; an empty dataset or no batch is refused."""
+        if isinstance(dataloader, dict) and \
+                isinstance(dataloader.get('dataset'), dict):
+            dataloader = copy.copy(dataloader)
+            dataloader['dataset'] = full_init_checked(dataloader['dataset'])
+        loader = Runner.build_dataloader(
+            dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
+        check_dataloader_not_empty(loader)
+        return loader
+
+    def build_train_loop(self, loop: Union[Any, Dict]):
+        """Build the loop, then check the targets against the model once."""
+        loop = super().build_train_loop(loop)
+        model = self.model.module if is_model_wrapper(self.model) \
+            else self.model
+        check_visual_token_targets(model, loop.dataloader.dataset)
+        return loop
+
+    def train(self):
+        """Remove stale temporary checkpoint files, then train."""
+        if is_main_process() and _is_local(self.work_dir):
+            for stale in glob.glob(
+                    osp.join(glob.escape(self.work_dir),
+                             f'.*.pth{_TMP_MARK}*')):
+                self.logger.warning(
+                    f'Removing {stale}: a checkpoint save that was killed '
+                    'before it completed.')
+                os.remove(stale)
+        return super().train()
+

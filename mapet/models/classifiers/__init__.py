@@ -1,2 +1,0 @@
-from .tokens_as_input import (TokenDataPreprocessor, TokenMLP,  # noqa: F401
-                              TokenViT)

@@ -1,0 +1,4 @@
+from .mapet import MaPeT
+from .token_cae import TokenCAE
+
+__all__ = ['MaPeT', 'TokenCAE']

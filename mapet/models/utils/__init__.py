@@ -1,0 +1,3 @@
+from .data_preprocessor import TokenDataPreprocessor
+
+__all__ = ['TokenDataPreprocessor']
