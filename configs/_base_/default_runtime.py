@@ -5,8 +5,9 @@ custom_imports = dict(imports=['mapet'], allow_failed_imports=False)
 # Atomic checksummed checkpoints, verified weights_only loading, resume from
 # the newest intact checkpoint, empty datasets refused, targets checked once
 # (mapet/engine/runners/mapet_runner.py). Selected here, so it also holds
-# with mmpretrain's own tools/train.py and `mim train mapet`.
-runner_type = 'MaPeTRunner'
+# with mmpretrain's own tools/train.py and `mim train mapet` (the scope
+# prefix finds it before any default scope is set).
+runner_type = 'mmpretrain.MaPeTRunner'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

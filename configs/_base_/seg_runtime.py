@@ -4,7 +4,7 @@ default_scope = 'mmseg'
 # Registers mapet's components (MaPeTViT, the layer-decay constructor, the
 # pretrained-load check) into mmpretrain's registries.
 custom_imports = dict(imports=['mapet'], allow_failed_imports=False)
-# mapet's runner (see _base_/default_runtime.py), from mmpretrain's registry.
+# mapet's runner (see _base_/default_runtime.py).
 runner_type = 'mmpretrain.MaPeTRunner'
 env_cfg = dict(
     cudnn_benchmark=True,

@@ -3,7 +3,7 @@
 # targets from a frozen random tokenizer (tests/data, on PYTHONPATH). Each
 # config keeps only what its test needs different.
 default_scope = 'mmpretrain'
-runner_type = 'MaPeTRunner'
+runner_type = 'mmpretrain.MaPeTRunner'
 custom_imports = dict(
     imports=['mapet', 'core_tiny_tokenizer'], allow_failed_imports=False)
 

@@ -4,7 +4,7 @@
 # is off: no dropout/drop path, no BatchNorm, deterministic pipeline, and
 # the sampler permutation depends on the seed only.
 default_scope = 'mmpretrain'
-runner_type = 'MaPeTRunner'
+runner_type = 'mmpretrain.MaPeTRunner'
 # foundation_hooks lives in tests/data (the tests put it on PYTHONPATH).
 custom_imports = dict(imports=['foundation_hooks'], allow_failed_imports=False)
 
