@@ -8,6 +8,21 @@ STAMP := $(VENV)/.mapet-installed
 
 .PHONY: install test demo clean
 
+# openmim 0.3.x finds a package at <pkg_resources location>/<name>: for a
+# PEP 660 editable install that is site-packages/mapet, which does not exist
+# (the code stays in the repo, imported through setuptools' finder), so
+# `mim search/train mapet` fail. Link site-packages/mapet to the repo's
+# mapet/ (as `setup.py develop` used to make it visible); its .mim/ holds
+# the configs, tools and model-index.yml. A regular `pip install .` copies
+# them there instead and needs no link.
+define MIM_LINK
+import os, sysconfig
+link = os.path.join(sysconfig.get_paths()['purelib'], 'mapet')
+if not os.path.lexists(link):
+    os.symlink(os.path.abspath('mapet'), link)
+endef
+export MIM_LINK
+
 install: $(STAMP)
 
 $(STAMP): setup.py Makefile
@@ -15,6 +30,7 @@ $(STAMP): setup.py Makefile
 	$(PIP) install --quiet --upgrade 'pip>=23' 'setuptools<82' wheel
 	$(PIP) install --quiet $(TORCH_PINS)
 	$(PIP) install --quiet -e '.[tests,cpu]'
+	$(PY) -c "$$MIM_LINK"
 	touch $(STAMP)
 
 # Per-test safety net (pytest-timeout); PYTEST_ARGS adds options (.ci/run).

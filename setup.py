@@ -73,7 +73,13 @@ EXTRAS_REQUIRE = {
     # `cpu` and `gpu` are mutually exclusive: both install the `faiss` module.
     'cpu': ['faiss-cpu'],
     'gpu': ['faiss-gpu'],
-    'tests': ['pytest', 'pytest-timeout', 'scikit-image', 'scikit-learn'],
+    # openmim: `mim search/train mapet` is tested. 0.3.9 is the last release;
+    # its openxlab dependency resolves to a release without pins (newer ones
+    # pin setuptools~=60.2, which torch refuses).
+    'tests': [
+        'pytest', 'pytest-timeout', 'scikit-image', 'scikit-learn',
+        'openmim>=0.3.9,<0.4'
+    ],
 }
 
 if __name__ == '__main__':

@@ -5,7 +5,7 @@ registries, adds a ``mapet`` scope node under them (:mod:`mapet.registry`)
 and lists ``mapet`` in mmengine's package table so that configs can inherit
 ``_base_ = 'mapet::...'``. Nothing else in torch, mmengine, mmcv,
 mmpretrain or mmseg changes: the engine behaviour we rely on comes from
-components our configs select (``runner_type='MaPeTRunner'``, loops, hooks).
+components our configs select (``runner_type='mmpretrain.MaPeTRunner'``, loops, hooks).
 """
 from mmengine.config.utils import MODULE2PACKAGE
 

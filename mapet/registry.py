@@ -61,7 +61,11 @@ def import_mmseg_registry() -> None:
 
 
 def _scope_node(parent: Registry) -> Registry:
-    return MapetScopeRegistry(parent.name, parent=parent, scope=SCOPE)
+    # `locations`: without one, mmengine's first lookup in a scope listed in
+    # MODULE2PACKAGE calls `mapet.utils.register_all_modules`, which we do
+    # not have; importing `mapet` registers everything.
+    return MapetScopeRegistry(
+        parent.name, parent=parent, scope=SCOPE, locations=[SCOPE])
 
 
 #: ``{registry name: mapet-scope node}`` for every mmpretrain registry.

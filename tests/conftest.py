@@ -2,19 +2,27 @@
 
 * ``repo_root``: the repository root (a :class:`pathlib.Path`).
 * ``demo_data_root``: the deterministic demo dataset in ``<repo>/data/demo``,
-  built on first use by ``tools/dataset_converters/make_demo_dataset.py``
-  (about a second; later sessions reuse it through its fingerprint).
+  built on first use by running ``tools/dataset_converters/
+  make_demo_dataset.py`` (about a second; later sessions reuse it through
+  its fingerprint).
 * ``tools_env``: environment for subprocess runs of ``tools/*`` (repo and
   ``tests/helpers`` on ``PYTHONPATH``, single-threaded BLAS so parallel ranks
   don't oversubscribe the CPU, no CUDA).
+* ``run_tool``: ``run_tool('tools/x.py', *args)`` runs a script with
+  ``tools_env`` from the repository root and returns the completed process
+  (raises with its output if it fails, unless ``check=False``).
 * ``free_port``: ``free_port()`` gives a free loopback port for ``PORT``.
+* ``rn50_checkpoint``: a randomly initialised open_clip RN50 checkpoint file.
+
+Tests never import ``tools/*`` (no package): they run the scripts as
+subprocesses and check their exit status, messages and output files.
 """
-import importlib.util
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import pytest
 
@@ -27,15 +35,6 @@ sys.path.insert(0, str(HELPERS))
 CLIP_MODEL = 'RN50'
 
 
-def _load_demo_builder():
-    """Import the converter script as a module (``tools`` is no package)."""
-    path = REPO_ROOT / 'tools' / 'dataset_converters' / 'make_demo_dataset.py'
-    spec = importlib.util.spec_from_file_location('make_demo_dataset', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='session')
 def repo_root() -> Path:
     """Absolute path of the repository root."""
@@ -43,20 +42,19 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope='session')
-def demo_builder():
-    """The ``make_demo_dataset`` module (for tests that build variants)."""
-    return _load_demo_builder()
-
-
-@pytest.fixture(scope='session')
-def demo_data_root(demo_builder) -> Path:
+def demo_data_root() -> Path:
     """Root of the demo dataset (``train/``, ``val/``, ``meta/``).
 
     Built into ``<repo>/data/demo`` if missing or stale; safe when several
     pytest sessions start at once (the builder takes a file lock).
     """
-    return Path(demo_builder.make_demo_dataset(str(REPO_ROOT / 'data' /
-                                                   'demo')))
+    out = REPO_ROOT / 'data' / 'demo'
+    proc = subprocess.run([
+        sys.executable, 'tools/dataset_converters/make_demo_dataset.py',
+        '--out', str(out)
+    ], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
 
 
 @pytest.fixture(scope='session')
@@ -75,6 +73,32 @@ def tools_env() -> Dict[str, str]:
 
 
 @pytest.fixture(scope='session')
+def run_tool(tools_env) -> Callable[..., subprocess.CompletedProcess]:
+    """``run_tool(script, *args, check=True, env=None, timeout=600)``."""
+
+    def _run(script: str,
+             *args,
+             check: bool = True,
+             env: Optional[Dict[str, str]] = None,
+             timeout: float = 600) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, script, *map(str, args)]
+        proc = subprocess.run(
+            cmd,
+            cwd=REPO_ROOT,
+            env=tools_env if env is None else env,
+            capture_output=True,
+            text=True,
+            timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f'{cmd} failed ({proc.returncode}):\n'
+                f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
+        return proc
+
+    return _run
+
+
+@pytest.fixture(scope='session')
 def free_port() -> Callable[[], int]:
     """``free_port()`` -> a free TCP port on the loopback (``PORT`` of a
     2-process ``tools/dist_*.sh`` run)."""
@@ -87,7 +111,6 @@ def free_port() -> Callable[[], int]:
     return _free_port
 
 
-
 @pytest.fixture(scope='session')
 def rn50_checkpoint(tmp_path_factory) -> Path:
     """A randomly initialised open_clip RN50 saved as a checkpoint file."""
@@ -98,17 +121,3 @@ def rn50_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp('clip') / 'rn50_random.pt'
     torch.save(model.state_dict(), path)
     return path
-
-
-@pytest.fixture(scope='session')
-def load_tool():
-    """Import a ``tools/`` script as a module (``tools`` is no package)."""
-
-    def _load(relpath: str):
-        path = REPO_ROOT / relpath
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    return _load

@@ -7,14 +7,13 @@ than GPUs). Each test asserts the exception type and the words a user
 needs to fix the problem.
 """
 import os.path as osp
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
+from mmengine.registry import RUNNERS, DefaultScope
 from mmpretrain.registry import DATASETS, HOOKS, MODELS, TRANSFORMS
 from mmpretrain.structures import DataSample
 from torch.utils.data import DataLoader
@@ -23,11 +22,12 @@ import mapet  # noqa: F401
 from mapet.engine.hooks.nan_guard import NonFiniteLossError
 from mapet.engine.runners import (EmptyDatasetError,
                                   ExactResumeEpochBasedTrainLoop,
-                                  TargetMismatchError)
+                                  MaPeTRunner, TargetMismatchError)
 from mapet.engine.runners.dataloader_checks import (
     check_dataloader_not_empty, full_init_checked)
 from mapet.datasets.token_store import (TokenStoreError, merge_store,
                                           prepare_parts, write_chunk)
+from mapet.utils.checkpoint import verify_checkpoint
 from mapet.utils.dist_env import check_gpu_count
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,12 +166,15 @@ def test_empty_dataset_folder(tmp_path):
     (tmp_path / 'empty.txt').write_text('')
     cfg = dict(type='CustomDataset', data_root=str(tmp_path),
                ann_file='empty.txt', data_prefix='train', pipeline=[])
-    with pytest.raises(EmptyDatasetError, match=r'Dataset is empty '
-                       r"\(CustomDataset, data_root='.*ann_file='.*empty.txt"):
-        full_init_checked(cfg)
-    # Not serialised: refused all the same.
-    with pytest.raises(EmptyDatasetError, match='Dataset is empty'):
-        full_init_checked(dict(cfg, serialize_data=False))
+    # The runner builds datasets under the config's default scope.
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        with pytest.raises(EmptyDatasetError, match=r'Dataset is empty '
+                           r"\(CustomDataset, data_root='.*ann_file='.*"
+                           r'empty.txt'):
+            full_init_checked(cfg)
+        # Not serialised: refused all the same.
+        with pytest.raises(EmptyDatasetError, match='Dataset is empty'):
+            full_init_checked(dict(cfg, serialize_data=False))
     ds = DATASETS.build(dict(cfg, serialize_data=False))
     with pytest.raises(EmptyDatasetError, match='Dataset is empty'):
         check_dataloader_not_empty(DataLoader(ds, batch_size=2))
@@ -185,19 +188,49 @@ def test_empty_dataset_folder(tmp_path):
             DataLoader(few, batch_size=4, drop_last=True))
 
 
+def test_runner_refuses_empty_training_set(tmp_path, demo_data_root):
+    """MaPeTRunner names the empty dataset when it builds the loader."""
+    (tmp_path / 'empty.txt').write_text('')
+    cfg = _config(tmp_path, 'empty')
+    cfg.train_dataloader.dataset.ann_file = str(tmp_path / 'empty.txt')
+    cfg.train_dataloader.dataset.pop('indices')
+    runner = RUNNERS.build(cfg)
+    assert type(runner) is MaPeTRunner
+    with pytest.raises(EmptyDatasetError, match=r'Dataset is empty '
+                       r"\(CustomDataset, data_root='.*ann_file='.*"
+                       r'empty\.txt'):
+        runner.train()
+    # Too few samples for one batch: refused as well, not "trained".
+    cfg = _config(tmp_path, 'few')
+    cfg.train_dataloader.dataset.indices = 3
+    cfg.train_dataloader.drop_last = True
+    with pytest.raises(EmptyDatasetError, match='yields no batch: 3 '
+                       'samples with batch_size=4 and drop_last=True'):
+        RUNNERS.build(cfg).train()
+
+
 # --------------------------------------------------------------- training
-def _runner(tmp_path: Path, name: str, guard: dict) -> Runner:
+def _config(tmp_path: Path, name: str) -> Config:
     cfg = Config.fromfile(str(RESUME_CONFIG))
     cfg.work_dir = str(tmp_path / name)
     cfg.experiment_name = f'bad_inputs_{name}'
     cfg.train_cfg = dict(type='ExactResumeEpochBasedTrainLoop', max_epochs=1)
+    cfg.custom_hooks = []
+    cfg.default_hooks.logger.interval = 100
+    return cfg
+
+
+def _runner(tmp_path: Path, name: str, guard: dict) -> MaPeTRunner:
+    """Built as tools/train.py does (the config selects MaPeTRunner)."""
+    cfg = _config(tmp_path, name)
     cfg.default_hooks.checkpoint = dict(
         type='CheckpointHook', interval=2, by_epoch=False)
     cfg.custom_hooks = [
         guard, dict(type='NaNLossInjectorHook', at_iters=[3])
     ]
-    cfg.default_hooks.logger.interval = 100
-    return Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg)
+    assert type(runner) is MaPeTRunner
+    return runner
 
 
 def test_nan_loss_stops_naming_iteration_before_checkpoint(
@@ -207,7 +240,9 @@ def test_nan_loss_stops_naming_iteration_before_checkpoint(
                        match=r'Non-finite loss nan at iteration 4 \(epoch 1'
                        r'\)\. Training stopped before checkpointing it'):
         runner.train()
-    assert osp.exists(osp.join(runner.work_dir, 'iter_2.pth'))
+    assert runner.iter == 3  # iteration 4 never completed
+    assert verify_checkpoint(osp.join(runner.work_dir, 'iter_2.pth'))
+    assert osp.exists(osp.join(runner.work_dir, 'iter_2.pth.sha256'))
     assert not osp.exists(osp.join(runner.work_dir, 'iter_4.pth'))
 
 

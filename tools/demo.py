@@ -24,6 +24,9 @@ Every number printed is computed by this run; the summary also goes to
 Usage (from the repository root; paths are fixed, as in the demo configs)::
 
     python tools/demo.py
+
+``python tools/demo.py --print-settings`` prints the fixed settings the demo
+configs must agree with (JSON) and exits.
 """
 import argparse
 import glob
@@ -145,8 +148,29 @@ def plot_loss_curve(rows: List[Dict], out: str) -> None:
     plt.close(fig)
 
 
+def settings() -> Dict[str, object]:
+    """The fixed settings the demo configs must agree with."""
+    return dict(
+        CLIP_MODEL=CLIP_MODEL,
+        CLIP_INPUT=CLIP_INPUT,
+        NUM_CENTROIDS=NUM_CENTROIDS,
+        SEED=SEED,
+        WORK_DIR=WORK_DIR,
+        DATA_ROOT=DATA_ROOT,
+        PRETRAIN_CFG=PRETRAIN_CFG,
+        PROBE_CFG=PROBE_CFG)
+
+
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.split('\n')[0]).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        '--print-settings',
+        action='store_true',
+        help='print the fixed settings (JSON) the demo configs must agree '
+        'with, and exit')
+    if parser.parse_args().print_settings:
+        print(json.dumps(settings(), indent=2))
+        return
     py = sys.executable
     work, data = WORK_DIR, DATA_ROOT
     os.makedirs(osp.join(REPO, work), exist_ok=True)

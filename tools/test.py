@@ -16,9 +16,10 @@ The config's ``default_scope`` selects the toolbox (missing -> mmpretrain):
   ``IoUMetric(output_dir=..., keep_results=True)``), ``--show-dir`` makes
   ``SegVisualizationHook`` draw into that directory.
 
-``import mapet`` runs first (our components; the checkpoint is loaded with
-``weights_only=True`` and mapet's allow-list, never with unrestricted
-unpickling). Without CUDA, distributed launchers use gloo (see
+``import mapet`` runs first (our components, ``mapet::`` bases). With our
+configs the checkpoint is loaded by ``MaPeTRunner`` (``runner_type``):
+sidecar verified, ``weights_only=True`` and mapet's allow-list, never with
+unrestricted unpickling. Without CUDA, distributed launchers use gloo (see
 ``mapet/utils/dist_env.py``).
 """
 import argparse
@@ -33,7 +34,7 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.evaluator import DumpResults
 from mmengine.runner import Runner
 
-import mapet  # noqa: F401  (registers components, safe checkpoints)
+import mapet  # noqa: F401  (registers components and the mapet:: scope)
 from mapet.utils.dist_env import (check_gpu_count, init_distributed,
                                   setup_default_scope, use_cpu_ddp)
 

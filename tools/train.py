@@ -3,14 +3,15 @@
 Same interface as mmpretrain's ``tools/train.py``::
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]]
-        [--amp | --no-amp] [--auto-scale-lr] [--no-validate]
+        [--amp | --no-amp] [--amp-dtype {auto,float16,bfloat16}]
+        [--auto-scale-lr] [--no-validate]
         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 
 Differences a user may notice:
 
 * ``import mapet`` runs first, so our components are registered and
-  checkpoints load with ``weights_only=True`` only (see
-  ``mapet/utils/checkpoint.py``).
+  ``_base_ = 'mapet::...'`` resolves. Safe checkpoints come from the
+  config's ``runner_type`` (``MaPeTRunner``), as with any other tool.
 * Configs without ``default_scope`` get ``'mmpretrain'``; mmsegmentation
   configs (``default_scope = 'mmseg'``) work as well.
 * Without CUDA, distributed launchers use gloo and CPU DDP
@@ -18,6 +19,13 @@ Differences a user may notice:
   processes than it has GPUs fails with a clear message.
 * ``--no-amp`` turns a config's ``AmpOptimWrapper`` into a plain fp32
   ``OptimWrapper`` (AMP needs an accelerator; use it for CPU runs).
+* ``--amp-dtype`` picks the autocast dtype of ``AmpOptimWrapper`` (every
+  pre-training and fine-tuning config): ``auto`` (default) keeps a dtype
+  written in the config, else bfloat16 on Ampere and newer GPUs and float16
+  before (``mapet/utils/precision.py``). An explicit dtype implies ``--amp``.
+* ``runner_type`` may name mmengine's ``FlexibleRunner`` with an
+  ``FSDPStrategy`` (the ViT-L configs): sharded training, also on CPU/gloo
+  (``mapet/utils/sharding.py``).
 * Dataloaders default to ``persistent_workers`` only when ``num_workers >
   0`` and to ``pin_memory`` only with CUDA.
 """
@@ -31,9 +39,11 @@ import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.runner import Runner
 
-import mapet  # noqa: F401  (registers components, safe checkpoints)
+import mapet  # noqa: F401  (registers components and the mapet:: scope)
 from mapet.utils.dist_env import (check_gpu_count, init_distributed,
                                   setup_default_scope, use_cpu_ddp)
+from mapet.utils.precision import AMP_DTYPES, apply_amp_dtype
+from mapet.utils.sharding import check_fsdp_runner, prepare_fsdp, uses_fsdp
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -58,6 +68,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         action='store_true',
         help='replace the config\'s AmpOptimWrapper by an fp32 OptimWrapper '
         '(needed for CPU-only runs of AMP configs)')
+    parser.add_argument(
+        '--amp-dtype',
+        choices=AMP_DTYPES,
+        default=None,
+        help='autocast dtype of AmpOptimWrapper: auto (default; the '
+        'config\'s dtype, else bfloat16 on Ampere and newer GPUs, float16 '
+        'before), float16 (dynamic loss scaling) or bfloat16. float16 / '
+        'bfloat16 imply --amp.')
     parser.add_argument(
         '--no-validate',
         action='store_true',
@@ -122,6 +140,12 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
                                 osp.splitext(osp.basename(args.config))[0])
 
     optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    amp_dtype = getattr(args, 'amp_dtype', None)
+    if amp_dtype not in (None, 'auto'):
+        if args.no_amp:
+            raise ValueError(f'--amp-dtype {amp_dtype} asks for mixed '
+                             'precision and --no-amp for fp32; pass one.')
+        args.amp = True
     if args.amp:
         assert optim_type in ['OptimWrapper', 'AmpOptimWrapper'], \
             '`--amp` is not supported custom optimizer wrapper type ' \
@@ -176,6 +200,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             'This config trains with AmpOptimWrapper (mixed precision), which '
             'needs a GPU/NPU/MLU, and none is available. For a CPU run pass '
             '--no-amp (fp32 OptimWrapper).')
+    apply_amp_dtype(cfg, amp_dtype)
+    prepare_fsdp(cfg)
     return cfg
 
 
@@ -190,7 +216,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     # Before the Runner: on CPU, mmengine's init_dist would call
     # torch.cuda.set_device; an initialised group makes the Runner skip it.
     init_distributed(cfg.launcher, cfg.get('env_cfg', {}).get('dist_cfg'))
-    use_cpu_ddp(cfg)
+    if uses_fsdp(cfg):
+        check_fsdp_runner(cfg)
+    else:
+        use_cpu_ddp(cfg)
 
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)

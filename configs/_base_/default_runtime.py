@@ -13,8 +13,10 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=100),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    # Resumable: keep the latest checkpoints of every epoch.
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    # Resumable: keep the latest checkpoints of every epoch. Old ones are
+    # deleted only after the new one is complete (mmengine's CheckpointHook
+    # deletes first: a kill during the save could leave none).
+    checkpoint=dict(type='SafeCheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
     # Stop on a NaN/Inf loss that survives the AMP loss scaler; never

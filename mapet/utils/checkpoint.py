@@ -198,8 +198,8 @@ def safe_torch_load(file: Union[str, os.PathLike, IO],
             hint = (' (checkpoints written by a plain mmengine Runner pickle '
                     'HistoryBuffer statistics methods through '
                     "builtins.getattr, a generic callable we never allow; "
-                    "train with runner_type='MaPeTRunner', or load only the "
-                    "weights of a file you trust)")
+                    "train with runner_type='mmpretrain.MaPeTRunner', or "
+                    'load only the weights of a file you trust)')
         raise UnsafeCheckpointError(
             f'Refusing to load checkpoint {_describe(file)!r}: it contains a '
             f'pickled object of type {type_name!r}{hint}, which is not in '

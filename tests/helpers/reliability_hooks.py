@@ -2,8 +2,9 @@
 
 * ``SelfKillHook``: the process sends itself SIGKILL before a given
   iteration (a real, uncatchable kill at a reproducible point).
-* ``NaNLossInjectorHook``: multiplies the parsed loss by NaN at given
-  iterations (to exercise ``NaNGuardHook``).
+* ``NaNLossInjectorHook``: makes the model's losses NaN at given
+  iterations, the summed loss and its logged value alike (to exercise
+  ``NaNGuardHook``).
 * ``SampleRecorderHook``: appends ``{iter, rank, epoch, sample_idx}`` of every
   batch to ``<work_dir>/samples_rank<r>.jsonl`` (flushed per iteration, so
   it survives a kill).
@@ -62,8 +63,16 @@ class NaNLossInjectorHook(Hook):
             original = type(model).parse_losses
 
             def nan_losses(losses):
-                loss, log_vars = original(model, losses)
-                return loss * float('nan'), log_vars
+                # Poison the losses before they are summed and logged, as a
+                # diverged model does: the loss tensor and the logged value
+                # (what NaNGuardHook reads) are both NaN.
+                losses = {
+                    key: [v * float('nan') for v in value]
+                    if isinstance(value, (list, tuple)) else
+                    value * float('nan')
+                    for key, value in losses.items()
+                }
+                return original(model, losses)
 
             model.parse_losses = nan_losses
         else:

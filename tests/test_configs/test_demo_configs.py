@@ -6,7 +6,10 @@ patch grid, the head's vocabulary equals the codebook size, the probe builds
 the same backbone the pre-training trains, and the pre-trained weights load
 into it with only ``mask_token`` left over.
 """
-import importlib.util
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import torch
 from mmengine.config import Config
@@ -20,11 +23,11 @@ CLIP_STRIDE = 32  # a CLIP ResNet's layer4 downsamples by 32
 
 
 def _demo_module(repo_root):
-    spec = importlib.util.spec_from_file_location(
-        'demo', repo_root / 'tools' / 'demo.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """``tools/demo.py``'s fixed settings (``--print-settings``)."""
+    out = subprocess.run(
+        [sys.executable, 'tools/demo.py', '--print-settings'],
+        cwd=repo_root, capture_output=True, text=True, check=True).stdout
+    return SimpleNamespace(**json.loads(out))
 
 
 def test_token_grid_and_vocabulary_match(repo_root):

@@ -1,31 +1,25 @@
-"""`mapet::` config inheritance and the CLI -> config merging of the tools."""
-import importlib.util
+"""`mapet::` config inheritance and the CLI -> config merging of the tools.
+
+The tools are never imported into this process: their ``merge_args`` run in
+a subprocess (``tests/helpers/tool_merge_args.py``).
+"""
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 import mapet  # noqa: F401  (registers the `mapet::` config package)
 from mapet.utils import dist_env
 
-
-def _load_tool(repo_root: Path, name: str):
-    spec = importlib.util.spec_from_file_location(
-        f'foundation_tool_{name}', repo_root / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope='module')
-def train_tool(repo_root):
-    return _load_tool(repo_root, 'train')
-
-
-@pytest.fixture(scope='module')
-def test_tool(repo_root):
-    return _load_tool(repo_root, 'test')
+HELPERS = Path(__file__).resolve().parents[1] / 'helpers'
+PRETRAIN_BASE = 'mapet/mapet_vit-t_300e_in1k.py'
+SEG_BASE = ('benchmarks/segmentation/'
+            'vit-t-p16_upernet_8xb2-amp-160k_ade20k-512x512.py')
 
 
 def _scopes(obj, found=None) -> set:
@@ -41,6 +35,20 @@ def _scopes(obj, found=None) -> set:
     return found
 
 
+def _strip_scopes(obj):
+    if isinstance(obj, dict):
+        return {k: _strip_scopes(v) for k, v in obj.items() if k != '_scope_'}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_strip_scopes(v) for v in obj)
+    return obj
+
+
+def _child_config(folder: Path, base: str) -> Config:
+    child = folder / 'my_config.py'
+    child.write_text(f"_base_ = 'mapet::{base}'\nmy_key = 1\n")
+    return Config.fromfile(str(child))
+
+
 def test_mapet_base_resolves_from_outside_the_repo(repo_root, tmp_path,
                                                    monkeypatch):
     bases = sorted((repo_root / 'configs').glob('_base_/**/*.py'))
@@ -48,16 +56,61 @@ def test_mapet_base_resolves_from_outside_the_repo(repo_root, tmp_path,
     monkeypatch.chdir(tmp_path)
     for base in bases:
         rel = base.relative_to(repo_root / 'configs').as_posix()
-        child = tmp_path / 'my_config.py'
-        child.write_text(f"_base_ = 'mapet::{rel}'\nmy_key = 1\n")
-        cfg = Config.fromfile(str(child))
+        cfg = _child_config(tmp_path, rel)
         direct = Config.fromfile(str(base)).to_dict()
         got = cfg.to_dict()
         assert got.pop('my_key') == 1
-        assert got == direct, rel
-        # Types keep the scope the config declares (no `_scope_='mapet'`,
-        # which no registry has).
-        assert 'mapet' not in _scopes(got), rel
+        # mmengine stamps `_scope_='mapet'` on a package base's objects
+        # (our scope nodes resolve them); otherwise the same config.
+        assert _scopes(got) <= {'mapet'}, rel
+        assert _strip_scopes(got) == _strip_scopes(direct), rel
+
+
+def _build(cfg: Config, registry):
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        return registry.build(cfg.model)
+
+
+def test_pretrain_config_from_outside_the_repo_builds(tmp_path, monkeypatch):
+    from mmpretrain.models import SelfSupDataPreprocessor
+    from mmpretrain.registry import MODELS
+
+    from mapet.models.backbones.mapet_vit import MaPeTViT
+    from mapet.models.heads.visual_token_head import VisualTokenHead
+    from mapet.models.selfsup.mapet import MaPeT
+    monkeypatch.chdir(tmp_path)
+    cfg = _child_config(tmp_path, PRETRAIN_BASE)
+    assert cfg.default_scope == 'mmpretrain'
+    assert cfg.runner_type == 'mmpretrain.MaPeTRunner'
+    assert cfg.model._scope_ == 'mapet'
+    model = _build(cfg, MODELS)
+    assert type(model) is MaPeT
+    assert type(model.backbone) is MaPeTViT
+    assert type(model.head) is VisualTokenHead
+    assert type(model.data_preprocessor) is SelfSupDataPreprocessor
+
+
+def test_segmentation_config_from_outside_the_repo_builds(
+        tmp_path, monkeypatch):
+    from mmseg.models import (EncoderDecoder, FCNHead, Feature2Pyramid,
+                              SegDataPreProcessor, UPerHead)
+    from mmseg.registry import MODELS
+
+    from mapet.models.backbones.mapet_vit import MaPeTViT
+    monkeypatch.chdir(tmp_path)
+    cfg = _child_config(tmp_path, SEG_BASE)
+    assert cfg.default_scope == 'mmseg'
+    assert cfg.runner_type == 'mmpretrain.MaPeTRunner'
+    # mmseg types under the `mapet` scope: found through mmseg's registry.
+    assert cfg.model._scope_ == 'mapet'
+    model = _build(cfg, MODELS)
+    assert type(model) is EncoderDecoder
+    assert type(model.backbone) is MaPeTViT
+    assert model.backbone.embed_dims == 192
+    assert type(model.neck) is Feature2Pyramid
+    assert type(model.decode_head) is UPerHead
+    assert type(model.auxiliary_head) is FCNHead
+    assert type(model.data_preprocessor) is SegDataPreProcessor
 
 
 def test_unknown_mapet_config_is_reported(tmp_path):
@@ -67,57 +120,113 @@ def test_unknown_mapet_config_is_reported(tmp_path):
         Config.fromfile(str(child))
 
 
-def _cfg(**kwargs) -> Config:
+# -- tools/train.py and tools/test.py: merge_args, in one subprocess ------
+
+def _cfg(**kwargs) -> dict:
     base = dict(
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
         train_dataloader=dict(batch_size=2, num_workers=0),
         val_dataloader=dict(batch_size=2, num_workers=2),
         auto_scale_lr=dict(base_batch_size=16, enable=False))
     base.update(kwargs)
-    return Config(base)
+    return base
 
 
-def test_train_merge_args(train_tool, tmp_path):
-    args = train_tool.parse_args(['cfg.py'])
-    cfg = train_tool.merge_args(_cfg(), args)
+def _amp_cfg() -> dict:
+    return _cfg(optim_wrapper=dict(
+        type='AmpOptimWrapper', loss_scale='dynamic',
+        optimizer=dict(type='AdamW', lr=1e-3)))
+
+
+SEG_CFG = dict(
+    default_scope='mmseg',
+    model=dict(type='EncoderDecoder'),
+    default_hooks=dict(visualization=dict(type='SegVisualizationHook')),
+    visualizer=dict(type='SegLocalVisualizer'),
+    test_evaluator=dict(type='IoUMetric', iou_metrics=['mIoU']),
+    test_dataloader=dict(batch_size=1, num_workers=0))
+
+_PIPELINE = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+TTA_CFG = dict(
+    default_scope='mmpretrain',
+    model=dict(type='ImageClassifier'),
+    default_hooks=dict(visualization=dict(type='VisualizationHook')),
+    test_dataloader=dict(
+        batch_size=1, dataset=dict(type='X', pipeline=_PIPELINE)))
+
+CASES = {
+    'train_defaults': ('train', ['cfg.py'], _cfg()),
+    'train_resume_auto': ('train', [
+        'cfg.py', '--resume', '--auto-scale-lr', '--work-dir', 'w'
+    ], _cfg()),
+    'train_resume_path': ('train', [
+        'cfg.py', '--resume', 'a/iter_3.pth', '--cfg-options',
+        'optim_wrapper.optimizer.lr=0.5'
+    ], _cfg()),
+    'train_no_amp': ('train', ['c.py', '--no-amp'], _amp_cfg()),
+    'train_amp_cfg_on_cpu': ('train', ['c.py'], _amp_cfg()),
+    'train_amp_flag_on_cpu': ('train', ['c.py', '--amp'], _cfg()),
+    'train_amp_exclusive': ('train', ['c.py', '--amp', '--no-amp'], _cfg()),
+    'test_mmseg': ('test', [
+        'seg.py', 'ckpt.pth', '--out', 'preds', '--show-dir', 'vis'
+    ], SEG_CFG),
+    'test_mmseg_out_item': ('test', [
+        'seg.py', 'c.pth', '--out', 'p', '--out-item', 'pred'
+    ], SEG_CFG),
+    'test_tta': ('test', ['c.py', 'k.pth', '--tta', '--show-dir', 'v'],
+                 TTA_CFG),
+}
+
+
+@pytest.fixture(scope='module')
+def merged(repo_root, tools_env, tmp_path_factory):
+    """``{case: result}`` of the tools' merge_args (CPU-only subprocess)."""
+    cases_file = tmp_path_factory.mktemp('merge_args') / 'cases.json'
+    cases_file.write_text(json.dumps([
+        dict(tool=tool, argv=argv, cfg=cfg)
+        for tool, argv, cfg in CASES.values()
+    ]))
+    proc = subprocess.run(
+        [sys.executable, str(HELPERS / 'tool_merge_args.py'),
+         str(repo_root), str(cases_file)],
+        env=tools_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    return dict(zip(CASES, results))
+
+
+def _ok(result) -> Config:
+    assert 'cfg' in result, result
+    return Config(result['cfg'])
+
+
+def test_train_merge_args(merged):
+    cfg = _ok(merged['train_defaults'])
     assert cfg.work_dir == './work_dirs/cfg' and cfg.launcher == 'none'
     assert 'resume' not in cfg
     # torch refuses persistent workers without workers.
     assert cfg.train_dataloader.persistent_workers is False
     assert cfg.val_dataloader.persistent_workers is True
-    assert cfg.train_dataloader.pin_memory == torch.cuda.is_available()
+    assert cfg.train_dataloader.pin_memory is False  # no CUDA there
 
-    cfg = train_tool.merge_args(_cfg(), train_tool.parse_args(
-        ['cfg.py', '--resume', '--auto-scale-lr', '--work-dir', 'w']))
+    cfg = _ok(merged['train_resume_auto'])
     assert cfg.resume is True and cfg.load_from is None
     assert cfg.auto_scale_lr.enable is True and cfg.work_dir == 'w'
 
-    cfg = train_tool.merge_args(_cfg(), train_tool.parse_args(
-        ['cfg.py', '--resume', 'a/iter_3.pth', '--cfg-options',
-         'optim_wrapper.optimizer.lr=0.5']))
+    cfg = _ok(merged['train_resume_path'])
     assert cfg.resume is True and cfg.load_from == 'a/iter_3.pth'
     assert cfg.optim_wrapper.optimizer.lr == 0.5
 
 
-def test_train_amp_flags(train_tool):
-    def amp_cfg():
-        return _cfg(optim_wrapper=dict(
-            type='AmpOptimWrapper', loss_scale='dynamic',
-            optimizer=dict(type='AdamW', lr=1e-3)))
-
-    cfg = train_tool.merge_args(amp_cfg(),
-                                train_tool.parse_args(['c.py', '--no-amp']))
+def test_train_amp_flags(merged):
+    cfg = _ok(merged['train_no_amp'])
     assert cfg.optim_wrapper.to_dict() == dict(
         type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3))
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match='pass --no-amp'):
-            train_tool.merge_args(amp_cfg(),
-                                  train_tool.parse_args(['c.py']))
-        with pytest.raises(RuntimeError, match='pass --no-amp'):
-            train_tool.merge_args(_cfg(),
-                                  train_tool.parse_args(['c.py', '--amp']))
-    with pytest.raises(SystemExit):  # mutually exclusive
-        train_tool.parse_args(['c.py', '--amp', '--no-amp'])
+    # The subprocess has no CUDA.
+    for case in ('train_amp_cfg_on_cpu', 'train_amp_flag_on_cpu'):
+        assert merged[case]['error'] == 'RuntimeError', merged[case]
+        assert 'pass --no-amp' in merged[case]['message']
+    assert merged['train_amp_exclusive']['error'] == 'SystemExit'
 
 
 def test_default_scope_defaults_to_mmpretrain():
@@ -126,19 +235,8 @@ def test_default_scope_defaults_to_mmpretrain():
     assert cfg.default_scope == 'mmpretrain'
 
 
-def test_test_merge_args_mmseg(test_tool):
-    cfg = Config(
-        dict(
-            default_scope='mmseg',
-            model=dict(type='EncoderDecoder'),
-            default_hooks=dict(
-                visualization=dict(type='SegVisualizationHook')),
-            visualizer=dict(type='SegLocalVisualizer'),
-            test_evaluator=dict(type='IoUMetric', iou_metrics=['mIoU']),
-            test_dataloader=dict(batch_size=1, num_workers=0)))
-    args = test_tool.parse_args(
-        ['seg.py', 'ckpt.pth', '--out', 'preds', '--show-dir', 'vis'])
-    cfg = test_tool.merge_args(cfg, args)
+def test_test_merge_args_mmseg(merged):
+    cfg = _ok(merged['test_mmseg'])
     assert cfg.load_from == 'ckpt.pth' and cfg.work_dir == './work_dirs/seg'
     assert cfg.test_evaluator.output_dir == 'preds'
     assert cfg.test_evaluator.keep_results is True
@@ -148,24 +246,13 @@ def test_test_merge_args_mmseg(test_tool):
     assert dist_env.setup_default_scope(cfg) == 'mmseg'
     from mmseg.registry import MODELS
     assert MODELS.get('EncoderDecoder') is not None
-    with pytest.raises(ValueError, match='--out-item is for mmpretrain'):
-        test_tool.merge_args(
-            cfg, test_tool.parse_args(
-                ['seg.py', 'c.pth', '--out', 'p', '--out-item', 'pred']))
+    result = merged['test_mmseg_out_item']
+    assert result['error'] == 'ValueError', result
+    assert '--out-item is for mmpretrain' in result['message']
 
 
-def test_test_merge_args_pretrain_tta(test_tool):
-    pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
-    cfg = Config(
-        dict(
-            model=dict(type='ImageClassifier'),
-            default_hooks=dict(visualization=dict(type='VisualizationHook')),
-            test_dataloader=dict(
-                batch_size=1, dataset=dict(type='X', pipeline=pipeline))))
-    cfg.default_scope = 'mmpretrain'
-    cfg = test_tool.merge_args(
-        cfg, test_tool.parse_args(['c.py', 'k.pth', '--tta', '--show-dir',
-                                   'v']))
+def test_test_merge_args_pretrain_tta(merged):
+    cfg = _ok(merged['test_tta'])
     assert cfg.model.type == 'mmpretrain.AverageClsScoreTTA'
     assert cfg.model.module.type == 'ImageClassifier'
     tta = cfg.test_dataloader.dataset.pipeline[-1]

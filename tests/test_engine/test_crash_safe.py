@@ -1,11 +1,15 @@
 """Crash-safe artifacts: writers SIGKILLed mid-write lose no good data.
 
 Every case first writes a good artifact, then runs a second writer in a
-forked child that dies (SIGKILL, ``tests/data/reliability_faults.py``) after
-half of its bytes reached the disk, then checks that the previous file is
-byte-identical and verifies, or that the incomplete result is detected and
-redone. A last group corrupts files after the fact and checks the loaders
-refuse them by checksum.
+forked child that dies (SIGKILL, ``tests/helpers/reliability_faults.py``)
+after half of its bytes reached the disk, then checks that the previous
+file is byte-identical and verifies, or that the incomplete result is
+detected and redone. A last group corrupts files after the fact and checks
+the loaders refuse them by checksum.
+
+Checkpoints are written two ways, both covered: by ``MaPeTRunner`` (what
+training uses: mmengine writes a temporary file, which is fsynced, renamed
+and given a sidecar) and by :func:`atomic_save_checkpoint` (our tools).
 """
 import importlib
 import os
@@ -17,38 +21,24 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
-from mmengine.runner import CheckpointLoader
 
-import mapet  # noqa: F401  (installs atomic saving: resolve names late)
-from mapet.engine.runners import (CorruptCheckpointError,
-                                 find_latest_intact_checkpoint,
-                                 verify_checkpoint)
-from mapet.models.tokenizers.codebook import load_codebook, save_codebook
 from mapet.datasets.token_store import (TokenStore, TokenStoreError,
-                                          chunk_done, merge_store,
-                                          prepare_parts, write_chunk)
+                                        chunk_done, merge_store,
+                                        prepare_parts, write_chunk)
+from mapet.models.tokenizers.codebook import load_codebook, save_codebook
 from mapet.utils.atomic import sha256_file
-
-
-def save_checkpoint(checkpoint: dict, filename: str) -> None:
-    # Looked up at call time, as MMEngine's Runner does.
-    import mmengine.runner
-    mmengine.runner.save_checkpoint(checkpoint, filename)
-
-
-def find_latest_checkpoint(path: str):
-    import mmengine.runner.runner
-    return mmengine.runner.runner.find_latest_checkpoint(path)
-
-
-# tests/data holds the fault-injection module.
+from mapet.utils.checkpoint import (CorruptCheckpointError,
+                                    atomic_save_checkpoint,
+                                    find_latest_intact_checkpoint,
+                                    load_checkpoint_file, verify_checkpoint)
+from tiny_runner import tiny_runner  # tests/helpers
 
 
 def _killed_writer(match: str, write: Callable[[], None]) -> None:
     """Run ``write`` in a forked child that dies halfway through ``match``.
 
     Fork (not a fresh interpreter) keeps the test fast; the child is killed
-    by a real SIGKILL from ``tests/data/reliability_faults.py``.
+    by a real SIGKILL from ``tests/helpers/reliability_faults.py``.
     """
     pid = os.fork()
     if pid == 0:  # child
@@ -61,6 +51,7 @@ def _killed_writer(match: str, write: Callable[[], None]) -> None:
             write()
         finally:
             os._exit(3)  # only reached if the kill did not happen
+    _killed_writer.last_pid = pid
     _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
         f'writer was not killed mid-write (status {status})')
@@ -78,30 +69,69 @@ def _ckpt(value: float) -> dict:
 
 
 def test_checkpoint_killed_mid_write_keeps_previous(tmp_path):
+    """atomic_save_checkpoint (tools, converters)."""
     path = tmp_path / 'iter_4.pth'
-    save_checkpoint(_ckpt(4.0), str(path))
+    atomic_save_checkpoint(_ckpt(4.0), str(path))
     good_sha = sha256_file(path)
     assert (tmp_path / 'iter_4.pth.sha256').read_text().split()[0] == good_sha
 
     # Tensors are made before fork: OpenMP's pool is not fork-safe.
     newer = _ckpt(8.0)
-    _killed_writer('iter_4.pth', lambda: save_checkpoint(newer, str(path)))
+    _killed_writer('iter_4.pth',
+                   lambda: atomic_save_checkpoint(newer, str(path)))
 
     assert sha256_file(path) == good_sha  # zero bytes of it lost
     assert verify_checkpoint(str(path))
-    loaded = CheckpointLoader.load_checkpoint(str(path))
+    loaded = load_checkpoint_file(str(path))
     assert float(loaded['state_dict']['w'][0, 0]) == 4.0
     partial = _leftovers(tmp_path, 'iter_4.pth')
     assert len(partial) == 1 and 0 < partial[0].stat().st_size
     assert partial[0].stat().st_size < path.stat().st_size
     # The partial temp file is never a resume candidate.
     (tmp_path / 'last_checkpoint').write_text(str(path))
-    assert find_latest_checkpoint(str(tmp_path)) == str(path)
+    assert find_latest_intact_checkpoint(str(tmp_path)) == str(path)
+    (tmp_path / 'last_checkpoint').unlink()
+    assert find_latest_intact_checkpoint(str(tmp_path)) == str(path)
+
+
+def test_runner_checkpoint_killed_mid_write_keeps_previous(tmp_path):
+    """MaPeTRunner.save_checkpoint (training): the kill lands in the write
+    of its temporary file; the next run removes it and resumes."""
+    runner = tiny_runner(tmp_path, size=1024)  # 4 MiB of weights
+    runner.train()  # iter_2.pth, iter_4.pth
+    path = tmp_path / 'iter_4.pth'
+    good_sha = sha256_file(path)
+    good_weight = runner.model.fc.weight.detach().clone()
+    with torch.no_grad():
+        runner.model.fc.weight.fill_(8.0)
+
+    _killed_writer(
+        'iter_4.pth',
+        lambda: runner.save_checkpoint(str(tmp_path), 'iter_4.pth',
+                                       by_epoch=False))
+
+    assert sha256_file(path) == good_sha
+    assert verify_checkpoint(str(path))
+    loaded = load_checkpoint_file(str(path))
+    assert torch.equal(loaded['state_dict']['fc.weight'], good_weight)
+    partial = _leftovers(tmp_path, 'iter_4.pth')
+    assert len(partial) == 1
+    assert partial[0].name == f'.iter_4.pth.tmp-{_killed_writer.last_pid}'
+    assert 0 < partial[0].stat().st_size < path.stat().st_size
+    assert find_latest_intact_checkpoint(str(tmp_path)) == str(path)
+
+    # The next run removes the stale temporary file and resumes intact.
+    resumed = tiny_runner(tmp_path, size=1024, max_iters=6, resume=True)
+    resumed.train()
+    assert not _leftovers(tmp_path, 'iter_4.pth')
+    assert resumed.iter == 6
+    assert verify_checkpoint(str(tmp_path / 'iter_6.pth'))
 
 
 def test_auto_resume_skips_corrupt_and_truncated_checkpoints(tmp_path):
     for step in (4, 8, 12):
-        save_checkpoint(_ckpt(float(step)), str(tmp_path / f'iter_{step}.pth'))
+        atomic_save_checkpoint(_ckpt(float(step)),
+                               str(tmp_path / f'iter_{step}.pth'))
     last = tmp_path / 'last_checkpoint'
     last.write_text(str(tmp_path / 'iter_12.pth'))
     assert find_latest_intact_checkpoint(str(tmp_path)) == str(
@@ -114,8 +144,8 @@ def test_auto_resume_skips_corrupt_and_truncated_checkpoints(tmp_path):
     (tmp_path / 'iter_12.pth').write_bytes(bytes(data))
     with pytest.raises(CorruptCheckpointError, match='does not match its '
                        'checksum'):
-        CheckpointLoader.load_checkpoint(str(tmp_path / 'iter_12.pth'))
-    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path /
+        load_checkpoint_file(str(tmp_path / 'iter_12.pth'))
+    assert find_latest_intact_checkpoint(str(tmp_path)) == str(tmp_path /
                                                         'iter_8.pth')
 
     # last_checkpoint emptied by a kill while it was being written, and a
@@ -124,14 +154,14 @@ def test_auto_resume_skips_corrupt_and_truncated_checkpoints(tmp_path):
     (tmp_path / 'iter_8.pth.sha256').unlink()
     (tmp_path / 'iter_8.pth').write_bytes(
         (tmp_path / 'iter_8.pth').read_bytes()[:1000])
-    found = find_latest_checkpoint(str(tmp_path))
+    found = find_latest_intact_checkpoint(str(tmp_path))
     # iter_8 has no checksum to disprove it, but cannot be loaded either:
     assert found == str(tmp_path / 'iter_8.pth')
     with pytest.raises(Exception, match='zip|archive|central directory'):
-        CheckpointLoader.load_checkpoint(found)
+        load_checkpoint_file(found)
     # With its sidecar it would be rejected outright and iter_4 used.
     (tmp_path / 'iter_8.pth.sha256').write_text('0' * 64 + '  iter_8.pth\n')
-    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path /
+    assert find_latest_intact_checkpoint(str(tmp_path)) == str(tmp_path /
                                                         'iter_4.pth')
 
 

@@ -5,8 +5,9 @@ Workload: ``tests/data/configs/reliability_mapet_resume.py`` (tiny MaPeT,
 permutations, drop path, warmup + cosine lr, a checkpoint every 4
 iterations). The reference run is uninterrupted with ``num_workers=0``;
 the interrupted run uses 2 *persistent* workers and is killed twice with
-SIGKILL: halfway through writing ``iter_8.pth`` (resume falls back to
-``iter_4.pth``, iterations 5-8 are redone), then before iteration 11
+SIGKILL: halfway through writing ``iter_8.pth`` (the temporary file
+``MaPeTRunner`` saves into; resume falls back to ``iter_4.pth``, iterations
+5-8 are redone), then before iteration 11
 (resume from ``iter_8.pth``, iterations 9-10 are redone), each time
 resumed with ``--resume``. Final parameters, optimizer state, every logged
 loss, and every (sample, permutation) pair must be bitwise identical.
@@ -24,9 +25,10 @@ import pytest
 import torch
 from mmengine.dataset import BaseDataset
 
-from mapet.datasets.transforms.per_sample_rng import (PerSampleRNG, reset_sample_rng_state,
-                                       set_sample_rng_state)
-from mapet.utils.checkpoint import safe_torch_load
+from mapet.datasets.transforms.per_sample_rng import (PerSampleRNG,
+                                                      reset_sample_rng_state,
+                                                      set_sample_rng_state)
+from mapet.utils.checkpoint import load_checkpoint_file, verify_checkpoint
 
 CONFIG = 'tests/data/configs/reliability_mapet_resume.py'
 KILL_AT = 10  # iterations done when the process dies (checkpoint at 8)
@@ -91,6 +93,12 @@ def interrupted(tmp_path_factory, tools_env, repo_root, demo_data_root):
                     *WORKERS)
     assert second.returncode == -signal.SIGKILL, second.stderr[-3000:]
     assert not (work_dir / 'iter_12.pth').exists()
+    # MaPeTRunner removed the killed save's temporary file when it started.
+    assert not list(work_dir.glob('.iter_8.pth.tmp-*'))
+    assert f'Removing {partial[0]}: a checkpoint save that was killed' in \
+        second.stdout + second.stderr
+    assert f'Auto-resuming from {work_dir / "iter_4.pth"}.' in \
+        second.stdout + second.stderr
     # 3. Resume from iter_8 and finish.
     third = _train(repo_root, tools_env, work_dir, '--resume', '--cfg-options',
                    *WORKERS)
@@ -104,8 +112,17 @@ def test_resume_after_sigkill_is_bit_exact(reference, interrupted):
     assert 'Resuming epoch 0 at batch 4/6 (iteration 4)' in second_log
     assert 'Resuming epoch 1 at batch 2/6 (iteration 8)' in third_log
 
-    ref = safe_torch_load(str(reference / 'iter_12.pth'))
-    got = safe_torch_load(str(work_dir / 'iter_12.pth'))
+    assert f'Auto-resuming from {work_dir / "iter_8.pth"}.' in third_log
+    # Every checkpoint kept matches its sidecar; no sidecar outlives its
+    # checkpoint (max_keep_ckpts=2 deletes old ones).
+    kept = sorted(p.name for p in work_dir.glob('*.pth'))
+    assert 'iter_12.pth' in kept and len(kept) <= 2, kept
+    assert sorted(p.name[:-len('.sha256')]
+                  for p in work_dir.glob('*.pth.sha256')) == kept
+    assert all(verify_checkpoint(str(work_dir / name)) for name in kept)
+
+    ref = load_checkpoint_file(str(reference / 'iter_12.pth'))
+    got = load_checkpoint_file(str(work_dir / 'iter_12.pth'))
     assert ref['state_dict'].keys() == got['state_dict'].keys()
     for key, value in ref['state_dict'].items():
         assert torch.equal(value, got['state_dict'][key]), key
@@ -199,9 +216,10 @@ def _toy_dataset(n):
     return _Toy(n, ann_file='', pipeline=[_Draw()], serialize_data=False)
 
 
-def test_wrapped_datasets_get_distinct_draws_per_item():
-    """ConcatDataset leaves and RepeatDataset repeats share leaf-local
-    sample_idx values; the seed key must still tell their items apart."""
+def test_wrap_dataset_pipelines_plain_dataset_and_wrappers_refused():
+    """A plain dataset's items draw from (seed, epoch, sample_idx); dataset
+    wrappers (whose leaves share sample_idx values, so their items would
+    repeat each other's augmentations) are refused, naming the way out."""
     import copy
     import pickle
 
@@ -216,36 +234,31 @@ def test_wrapped_datasets_get_distinct_draws_per_item():
         set_sample_rng_state(seed=7, epoch=0)
         plain = _toy_dataset(4)
         assert wrap_dataset_pipelines(plain) == 1
+        assert wrap_dataset_pipelines(plain) == 0  # idempotent
         assert type(plain) is _Toy
+        assert isinstance(plain.pipeline, PerSampleRNG)
         plain_draws = draws(plain)
-        # an unwrapped dataset keeps the (seed, epoch, sample_idx) key
+        assert len(set(plain_draws)) == 4
+        # the (seed, epoch, sample_idx) key, whatever the global RNGs hold
+        np.random.seed(123)
         assert plain_draws == [
             PerSampleRNG([_Draw()])({'sample_idx': i})['draw']
             for i in range(4)
         ]
+        # workers under spawn / deepcopy get the same draws
+        for clone in (pickle.loads(pickle.dumps(plain)),
+                      copy.deepcopy(plain)):
+            assert draws(clone) == plain_draws
 
-        concat = ConcatDataset([_toy_dataset(3), _toy_dataset(3)])
-        assert wrap_dataset_pipelines(concat) == 2
-        assert wrap_dataset_pipelines(concat) == 0  # idempotent
-        got = draws(concat)
-        assert len(set(got)) == 6, got  # was: item k of each leaf equal
-        assert draws(concat) == got  # still a pure function of the item
-
-        repeat = RepeatDataset(_toy_dataset(3), times=3)
-        assert wrap_dataset_pipelines(repeat) == 1
-        got = draws(repeat)
-        assert len(set(got)) == 9, got  # was: every repeat equal
-        assert isinstance(repeat, RepeatDataset)
-        assert [repeat[i]['sample_idx'] for i in range(3)] == [0, 1, 2]
-        # workers under spawn / deepcopy get a recording copy too
-        for clone in (pickle.loads(pickle.dumps(repeat)),
-                      copy.deepcopy(repeat)):
-            assert type(clone) is type(repeat)
-            assert draws(clone) == got
-        # leaves reached directly (not through the wrapper) fall back
-        leaf = repeat.dataset
-        assert leaf[1]['draw'] == PerSampleRNG([_Draw()])(
-            {'sample_idx': 1})['draw']
+        for wrapper, name in (
+                (ConcatDataset([_toy_dataset(3), _toy_dataset(3)]),
+                 'ConcatDataset'),
+                (RepeatDataset(_toy_dataset(3), times=3), 'RepeatDataset')):
+            with pytest.raises(TypeError, match=f'training dataset is a '
+                               f'{name} wrapper whose items share '
+                               'sample_idx values.*'
+                               'train_cfg.exact_randomness=False'):
+                wrap_dataset_pipelines(wrapper)
     finally:
         reset_sample_rng_state()
 
@@ -254,8 +267,8 @@ def test_seed_global_rngs_leaves_cuda_generators_alone(monkeypatch):
     """Only the CPU torch RNG is seeded (and restored by
     preserve_global_rngs); with num_workers=0 the transforms run in the
     main process, whose CUDA RNG drives drop path / dropout."""
-    from mapet.datasets.transforms.per_sample_rng import preserve_global_rngs, \
-        seed_global_rngs
+    from mapet.datasets.transforms.per_sample_rng import (
+        preserve_global_rngs, seed_global_rngs)
 
     def fail(*args, **kwargs):
         raise AssertionError('the CUDA generators were reseeded')

@@ -11,6 +11,25 @@ from torch import nn
 import downstream_helpers as H  # tests/helpers
 from mapet.engine.hooks import PretrainedLoadCheckHook, check_pretrained_load
 from mapet.models.backbones import MaPeTViT
+from mapet.utils.atomic import write_checksum
+from mapet.utils.checkpoint import (CorruptCheckpointError,
+                                    UnsafeCheckpointError)
+
+
+def _create_marker(path: str) -> None:
+    """What a malicious checkpoint would run when unpickled."""
+    with open(path, 'w') as f:
+        f.write('executed')
+
+
+class _Payload:
+    """Unpickling calls :func:`_create_marker`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (_create_marker, (self.path, ))
 
 
 def _vit(**kwargs) -> VisionTransformer:
@@ -82,6 +101,56 @@ def test_resized_pos_embed_needs_allowance(pretrain_ckpt):
     assert any('shape mismatches' in e for e in report.errors)
     assert check_pretrained_load(
         model, ckpt, allowed_resized=['pos_embed'], **kwargs).errors == []
+
+
+def test_checkpoint_read_safely_with_mmengine_key_handling(
+        pretrain_ckpt, tmp_path):
+    """The re-read goes through mapet's verified weights-only loader (not
+    mmengine's, which falls back to unrestricted unpickling); prefix and
+    ``module.`` handling are PretrainedInit's."""
+    ckpt, source = pretrain_ckpt
+    model = _init(_vit(out_type='avg_featmap', final_norm=False), ckpt)
+    allow = dict(allowed_missing=['ln2.*'],
+                 allowed_unexpected=['ln1.*', 'mask_token'])
+    # `prefix` without its trailing dot selects the same keys.
+    report = check_pretrained_load(model, ckpt, prefix='backbone', **allow)
+    assert report.errors == [] and len(report.loaded) == len(
+        model.state_dict()) - 2
+    # Only the keys under the prefix are compared (head.fc.weight -> weight).
+    report = check_pretrained_load(model, ckpt, prefix='head.fc.')
+    assert report.unexpected == ['weight'] and report.loaded == []
+    with pytest.raises(ValueError, match='decoder. is not in the '
+                       'pretrained model .*pretrain.pth'):
+        check_pretrained_load(model, ckpt, prefix='decoder')
+
+    # A DDP checkpoint without prefix: `module.` is stripped.
+    ddp = tmp_path / 'ddp.pth'
+    torch.save({f'module.{k}': v for k, v in source.state_dict().items()},
+               ddp)
+    report = check_pretrained_load(model, str(ddp), **allow)
+    assert report.errors == []
+    assert 'layers.1.attn.qkv.weight' in report.loaded
+
+    # A payload is refused by name and never executed.
+    marker = tmp_path / 'marker'
+    evil = tmp_path / 'evil.pth'
+    torch.save(dict(state_dict=torch.load(ckpt)['state_dict'],
+                    meta=_Payload(str(marker))), evil)
+    with pytest.raises(UnsafeCheckpointError,
+                       match=f"type '{__name__}._create_marker'"):
+        check_pretrained_load(model, str(evil), prefix='backbone.', **allow)
+    assert not marker.exists()
+
+    # A file that no longer matches its sidecar is refused before loading.
+    write_checksum(ckpt)
+    assert check_pretrained_load(model, ckpt, prefix='backbone.',
+                                 **allow).errors == []
+    data = bytearray(open(ckpt, 'rb').read())
+    data[len(data) // 2] ^= 0xFF
+    open(ckpt, 'wb').write(bytes(data))
+    with pytest.raises(CorruptCheckpointError,
+                       match='does not match its checksum'):
+        check_pretrained_load(model, ckpt, prefix='backbone.', **allow)
 
 
 class _Runner:

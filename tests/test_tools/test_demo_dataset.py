@@ -1,5 +1,10 @@
-"""tools/dataset_converters/make_demo_dataset.py and tests/conftest.py."""
+"""tools/dataset_converters/make_demo_dataset.py and tests/conftest.py.
+
+The script runs as a subprocess (``tools`` is no package); the checks read
+the folders it writes.
+"""
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -7,12 +12,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
+BUILDER = 'tools/dataset_converters/make_demo_dataset.py'
+
 
 def _tree_digest(root: Path) -> dict:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob('*')) if p.is_file()
     }
+
+
+def _build(run_tool, out: Path, *args) -> Path:
+    """Run the builder into ``out`` with extra CLI ``args``."""
+    proc = run_tool(BUILDER, '--out', out, *args)
+    assert f'demo dataset ready: {out}' in proc.stdout
+    return out
 
 
 def _read_ann(root: Path, split: str):
@@ -70,55 +84,76 @@ def test_linear_probe_beats_chance(demo_data_root):
     assert clf.score(x_val, y_val) > 2.5 * (1 / 8)
 
 
-def test_deterministic_and_idempotent(demo_builder, tmp_path):
-    kwargs = dict(num_train_per_class=3, num_val_per_class=2, seed=1)
-    a = Path(demo_builder.make_demo_dataset(str(tmp_path / 'a'), **kwargs))
-    b = Path(demo_builder.make_demo_dataset(str(tmp_path / 'b'), **kwargs))
+def test_deterministic_and_idempotent(run_tool, tmp_path):
+    args = ('--num-train-per-class', 3, '--num-val-per-class', 2, '--seed', 1)
+    a = _build(run_tool, tmp_path / 'a', *args)
+    b = _build(run_tool, tmp_path / 'b', *args)
     assert _tree_digest(a) == _tree_digest(b)
     assert len(_tree_digest(a)) == 8 * 5 + 4  # images + 4 meta files
 
     # A complete build is reused as is (no rewrite).
     img = next((a / 'train').rglob('*.png'))
     mtime = img.stat().st_mtime_ns
-    demo_builder.make_demo_dataset(str(a), **kwargs)
+    _build(run_tool, a, *args)
     assert img.stat().st_mtime_ns == mtime
 
     # Another seed gives other crops.
-    c = Path(demo_builder.make_demo_dataset(str(tmp_path / 'c'),
-                                            **dict(kwargs, seed=2)))
+    c = _build(run_tool, tmp_path / 'c', *args[:-1], 2)
     assert _tree_digest(c) != _tree_digest(a)
 
 
+def test_fingerprint_records_parameters_and_sources(run_tool, tmp_path):
+    import skimage.data
+    out = _build(run_tool, tmp_path / 'demo', '--num-train-per-class', 2,
+                 '--num-val-per-class', 1, '--max-size', 80, '--seed', 5)
+    fp = json.loads((out / 'meta' / 'fingerprint.json').read_text())
+    assert (fp['num_train_per_class'], fp['num_val_per_class'],
+            fp['min_size'], fp['max_size'], fp['seed']) == (2, 1, 64, 80, 5)
+    classes = (out / 'meta' / 'classes.txt').read_text().split()
+    assert sorted(fp['sources']) == classes
+    # The source photographs' bytes are part of it: another scikit-image
+    # version with other sample files triggers a rebuild.
+    data_dir = Path(skimage.data.__file__).parent
+    for source in fp['sources'].values():
+        assert source['sha256'] == hashlib.sha256(
+            (data_dir / source['file']).read_bytes()).hexdigest()
+
+
 @pytest.mark.parametrize('damage', ['fingerprint', 'image', 'param'])
-def test_incomplete_or_stale_build_is_rebuilt(demo_builder, tmp_path,
-                                              damage):
-    kwargs = dict(num_train_per_class=2, num_val_per_class=1)
-    out = tmp_path / 'demo'
-    demo_builder.make_demo_dataset(str(out), **kwargs)
+def test_incomplete_or_stale_build_is_rebuilt(run_tool, tmp_path, damage):
+    args = ('--num-train-per-class', 2, '--num-val-per-class', 1)
+    out = _build(run_tool, tmp_path / 'demo', *args)
     expected = _tree_digest(out)
-    fp = demo_builder.fingerprint(demo_builder.DEFAULT_SOURCES, 2, 1, 64, 96,
-                                  0)
-    assert demo_builder.is_complete(str(out), fp)
     if damage == 'fingerprint':  # a run killed before its last write
         (out / 'meta' / 'fingerprint.json').unlink()
     elif damage == 'image':
         next((out / 'val').rglob('*.png')).unlink()
     else:  # built with other parameters
-        demo_builder.make_demo_dataset(
-            str(out), num_train_per_class=1, num_val_per_class=1)
-    assert not demo_builder.is_complete(str(out), fp)
-    demo_builder.make_demo_dataset(str(out), **kwargs)
+        _build(run_tool, out, '--num-train-per-class', 1,
+               '--num-val-per-class', 1)
+    assert _tree_digest(out) != expected
+    _build(run_tool, out, *args)
     assert _tree_digest(out) == expected
     # No temporary folders are left next to the output.
     assert sorted(os.listdir(tmp_path)) == ['.demo.lock', 'demo']
 
 
-def test_cli(demo_builder, tmp_path, capsys):
-    out, num_classes = demo_builder.main([
-        '--out',
-        str(tmp_path / 'cli'), '--num-train-per-class', '1',
-        '--num-val-per-class', '1'
-    ])
-    assert num_classes == 8
-    assert 'demo dataset ready' in capsys.readouterr().out
-    assert len(_read_ann(Path(out), 'val')) == 8
+def test_cli_force_and_bad_sizes(run_tool, tmp_path):
+    out = _build(run_tool, tmp_path / 'cli', '--num-train-per-class', 1,
+                 '--num-val-per-class', 1)
+    assert len(_read_ann(out, 'val')) == 8
+    assert '(8 classes)' in run_tool(BUILDER, '--out', out,
+                                     '--num-train-per-class', 1,
+                                     '--num-val-per-class', 1).stdout
+    # --force rebuilds a complete folder (same bytes, new files).
+    img = next((out / 'train').rglob('*.png'))
+    digest, inode = _tree_digest(out), img.stat().st_ino
+    _build(run_tool, out, '--num-train-per-class', 1, '--num-val-per-class',
+           1, '--force')
+    assert _tree_digest(out) == digest and img.stat().st_ino != inode
+    proc = run_tool(
+        BUILDER, '--out', tmp_path / 'bad', '--min-size', 90, '--max-size',
+        80, check=False)
+    assert proc.returncode != 0
+    assert 'need 1 <= min_size <= max_size' in proc.stderr
+    assert not (tmp_path / 'bad').exists()

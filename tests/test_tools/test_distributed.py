@@ -4,11 +4,11 @@
 batch 4 on ``tests/data/configs/reliability_mapet_resume.py`` (drop path
 off, the only randomness that is per rank by design): the same pre-training
 losses within float tolerance (rel 1e-5) and weights within a tenth of an
-AdamW step per iteration, and each rank trains on a
-disjoint half of the data in every epoch.
-``tests/test_foundation_tools.py`` checks the same equivalence for a
-classifier; this is the MaPeT two-stream loss with permutations, colour
-jitter and the exact-resume loop.
+AdamW step per iteration, and each rank trains on a disjoint half of the
+data in every epoch. ``test_train_test_tools.py`` checks the same
+equivalence with ``foundation_tiny_mapet.py``; this one runs the
+exact-resume epoch loop (``ExactResumeEpochBasedTrainLoop``) on the MaPeT
+two-stream loss with permutations and colour jitter.
 """
 import json
 import subprocess

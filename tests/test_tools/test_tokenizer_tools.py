@@ -1,4 +1,10 @@
-"""fit_kclip_codebook.py, then extract_tokens.py on the demo data."""
+"""fit_kclip_codebook.py, then extract_tokens.py on the demo data.
+
+The tools run as subprocesses (``tools`` is no package); the checks read
+the codebook, feature cache and token store they write.
+"""
+import re
+import shutil
 import sys
 
 import numpy as np
@@ -18,10 +24,15 @@ NUM_TOKENS = 4
 K = 8
 FRACTION = 0.5
 SEED = 3
+FIT = 'tools/tokenizers/fit_kclip_codebook.py'
+EXTRACT = 'tools/tokenizers/extract_tokens.py'
+PATCHES = 'tools/visualization/codebook_patches.py'
+# codebook_patches.py's layout: a label column, then cells with padding
+LABEL_WIDTH, PAD = 72, 2
 
 
 @pytest.fixture(scope='module')
-def pipeline_outputs(demo_data_root, rn50_checkpoint, load_tool, repo_root,
+def pipeline_outputs(demo_data_root, rn50_checkpoint, run_tool, repo_root,
                      tmp_path_factory):
     work = tmp_path_factory.mktemp('kclip')
     common = [
@@ -31,24 +42,24 @@ def pipeline_outputs(demo_data_root, rn50_checkpoint, load_tool, repo_root,
         str(rn50_checkpoint), '--input-size',
         str(SIZE), '--num-workers', '0', '--no-progress'
     ]
-    fit = load_tool('tools/tokenizers/fit_kclip_codebook.py')
-    fit_args = common + [
+    fit_args = [
         '--num-centroids',
         str(K), '--sample-fraction',
         str(FRACTION), '--seed',
         str(SEED), '--nredo', '1', '--shard-size', '32', '--work-dir',
-        str(work / 'features'), '--out',
-        str(work / 'codebook.npz')
+        str(work / 'features')
     ]
-    meta = fit.main(fit_args)
-    extract = load_tool('tools/tokenizers/extract_tokens.py')
-    manifest = extract.main(common + [
-        '--codebook',
-        str(work / 'codebook.npz'), '--chunk-size', '32', '--out',
-        str(work / 'store')
-    ])
+    proc = run_tool(FIT, *common, *fit_args, '--out', work / 'codebook.npz')
+    meta = load_codebook(work / 'codebook.npz')[1]
+    assert f'sha256 {meta["centroids_sha256"]}' in proc.stdout
+    proc = run_tool(EXTRACT, *common, '--codebook', work / 'codebook.npz',
+                    '--chunk-size', '32', '--out', work / 'store')
+    manifest = TokenStore(work / 'store').manifest
+    assert (f'token store: {manifest["num_images"]} images x '
+            f'{NUM_TOKENS} tokens') in proc.stdout
     return dict(
-        work=work, meta=meta, manifest=manifest, fit=fit, fit_args=fit_args)
+        work=work, meta=meta, manifest=manifest, common=common,
+        fit_args=fit_args)
 
 
 def test_codebook_file(pipeline_outputs, demo_data_root, rn50_checkpoint,
@@ -73,14 +84,35 @@ def test_codebook_file(pipeline_outputs, demo_data_root, rn50_checkpoint,
     assert len(list((work / 'features').glob('features_*.npy'))) == 3
 
 
-def test_fit_resumes_from_cached_features(pipeline_outputs, monkeypatch):
-    import mapet.extraction.images as images_mod
-    monkeypatch.setattr(
-        images_mod.CenterCropImages, '__getitem__',
-        lambda *a: pytest.fail('cached features were recomputed'))
-    meta = pipeline_outputs['fit'].main(pipeline_outputs['fit_args'])
-    assert meta['centroids_sha256'] == \
+def test_fit_resumes_from_cached_features(pipeline_outputs, demo_data_root,
+                                          run_tool, tmp_path):
+    """A rerun reads the cached shards only: every image may be unreadable."""
+    # Same annotation files, every image an empty (unreadable) file.
+    broken = tmp_path / 'broken'
+    shutil.copytree(demo_data_root / 'meta', broken / 'meta')
+    for image in (demo_data_root / 'val').rglob('*.png'):
+        target = broken / image.relative_to(demo_data_root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch()
+    common = list(pipeline_outputs['common'])
+    common[common.index('--data-root') + 1] = str(broken)
+    work = pipeline_outputs['work']
+    shards = sorted((work / 'features').glob('features_*.npy'))
+    stamps = [p.stat().st_mtime_ns for p in shards]
+    out = tmp_path / 'codebook.npz'
+    run_tool(FIT, *common, *pipeline_outputs['fit_args'], '--out', out)
+    assert load_codebook(out)[1]['centroids_sha256'] == \
         pipeline_outputs['meta']['centroids_sha256']
+    assert [p.stat().st_mtime_ns for p in shards] == stamps
+    # Without one cached shard the same command must read images, and fails.
+    partial = tmp_path / 'partial'
+    shutil.copytree(work / 'features', partial)
+    (partial / shards[-1].name).unlink()
+    args = list(pipeline_outputs['fit_args'])
+    args[args.index('--work-dir') + 1] = str(partial)
+    proc = run_tool(FIT, *common, *args, '--out', tmp_path / 'other.npz',
+                    check=False)
+    assert proc.returncode != 0 and 'UnidentifiedImageError' in proc.stderr
 
 
 def test_store_matches_tokenizer(pipeline_outputs, demo_data_root, repo_root,
@@ -135,21 +167,17 @@ def test_too_few_samples():
         fit_kmeans(np.zeros((16, 4), np.float32), 64)
 
 
-def test_codebook_patches_png(pipeline_outputs, demo_data_root, load_tool,
+def test_codebook_patches_png(pipeline_outputs, demo_data_root, run_tool,
                               tmp_path):
     from PIL import Image
-    vis = load_tool('tools/visualization/codebook_patches.py')
     store = TokenStore(pipeline_outputs['work'] / 'store')
     counts = np.bincount(np.asarray(store.tokens).ravel(), minlength=K)
     out = tmp_path / 'patches.png'
-    tokens = vis.main([
-        '--store',
-        str(pipeline_outputs['work'] / 'store'), '--image-root',
-        str(demo_data_root), '--top', '2', '--per-token', '3', '--cell', '16',
-        '--out',
-        str(out)
-    ])
+    proc = run_tool(PATCHES, '--store', pipeline_outputs['work'] / 'store',
+                    '--image-root', demo_data_root, '--top', '2',
+                    '--per-token', '3', '--cell', '16', '--out', out)
+    printed = re.search(r'tokens \[(.*)\]', proc.stdout)[1]
+    tokens = [int(t) for t in printed.split(',')]
     assert tokens == np.argsort(-counts, kind='stable')[:2].tolist()
     with Image.open(out) as img:
-        assert img.size == (vis.LABEL_WIDTH + 3 * (16 + vis.PAD),
-                            2 * (16 + vis.PAD))
+        assert img.size == (LABEL_WIDTH + 3 * (16 + PAD), 2 * (16 + PAD))

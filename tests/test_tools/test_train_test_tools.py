@@ -7,6 +7,7 @@ evaluation and checkpoint safety use a tiny ViT classifier
 whose single-process run is shared (module fixture).
 """
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,8 +33,19 @@ def _run(cmd: List[str], env: Dict[str, str], cwd: Path,
     return proc
 
 
+def _spy_env(tools_env: Dict[str, str], repo_root: Path,
+             log: Path) -> Dict[str, str]:
+    """``tools_env`` that records the run's ``torch.load`` calls in ``log``
+    (``tests/helpers/torch_load_spy/sitecustomize.py``)."""
+    spy = str(repo_root / 'tests' / 'helpers' / 'torch_load_spy')
+    return dict(
+        tools_env,
+        PYTHONPATH=os.pathsep.join((spy, tools_env['PYTHONPATH'])),
+        TORCH_LOAD_SPY_LOG=str(log))
+
+
 def _record(work_dir: Path, rank: int = 0) -> dict:
-    """What FoundationLossRecorderHook (tests/data) wrote for ``rank``."""
+    """What FoundationLossRecorderHook (tests/helpers) wrote for ``rank``."""
     with open(work_dir / f'loss_rank{rank}.json') as f:
         return json.load(f)
 
@@ -138,11 +150,10 @@ def test_resume_auto_is_exact_and_weights_only(single_run, tools_env,
     (work_dir / 'last_checkpoint').write_text(str(ckpt))
     spy_log = tmp_path / 'spy.json'
     proc = _run([
-        sys.executable, 'tests/data/foundation_spy.py',
-        str(spy_log), 'tools/train.py', CONFIG, '--work-dir',
+        sys.executable, 'tools/train.py', CONFIG, '--work-dir',
         str(work_dir), '--resume', '--cfg-options',
         f'train_dataloader.batch_size={2 * PER_RANK_BATCH}'
-    ], tools_env, repo_root)
+    ], _spy_env(tools_env, repo_root, spy_log), repo_root)
     log = proc.stdout + proc.stderr
     assert 'resumed epoch: 0, iter: 3' in log
     assert 'Could not safely load' not in log  # mmengine's fallback
@@ -166,12 +177,11 @@ def test_test_py_load_from_is_weights_only(single_run, tools_env, repo_root,
     metrics_file = tmp_path / 'metrics.json'
     ckpt = single_run / 'iter_6.pth'
     _run([
-        sys.executable, 'tests/data/foundation_spy.py',
-        str(spy_log), 'tools/test.py', CONFIG,
+        sys.executable, 'tools/test.py', CONFIG,
         str(ckpt), '--work-dir',
         str(tmp_path / 'w'), '--out',
         str(metrics_file), '--out-item', 'metrics'
-    ], tools_env, repo_root)
+    ], _spy_env(tools_env, repo_root, spy_log), repo_root)
     calls = json.loads(spy_log.read_text())
     assert [c['weights_only'] for c in calls if c['file'] == str(ckpt)
             ] == [True], calls

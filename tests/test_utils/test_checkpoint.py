@@ -1,4 +1,9 @@
-"""Safe checkpoint loading (mapet/utils/checkpoint.py), in process."""
+"""Checkpoint files (mapet/utils/checkpoint.py) and MaPeTRunner's use of them.
+
+``import mapet`` changes nothing in torch or mmengine: safe loading and
+data-only message hubs come from :mod:`mapet.utils.checkpoint`, called by
+:class:`~mapet.engine.runners.MaPeTRunner` (which our configs select).
+"""
 import io
 import pickle
 import pickletools
@@ -7,15 +12,19 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from mmengine.dataset import BaseDataset
 from mmengine.logging import MessageHub
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 from mmengine.runner import checkpoint as mm_ckpt
 
-import mapet  # noqa: F401  (activates safe loading)
-from mapet.utils import checkpoint as safe_ckpt
-from mapet.utils.checkpoint import (UnsafeCheckpointError, safe_globals,
-                                    safe_torch_load)
+import mapet  # noqa: F401
+from mapet.utils.checkpoint import (DataOnlyHistoryBuffer,
+                                    UnsafeCheckpointError,
+                                    data_only_message_hub,
+                                    load_checkpoint_file, safe_globals,
+                                    safe_torch_load, verify_checkpoint)
+from tiny_runner import tiny_runner  # tests/helpers
 
 
 def _create_marker(path: str) -> None:
@@ -44,67 +53,142 @@ class _UnknownThing:
 def _pickle_globals(path) -> set:
     with zipfile.ZipFile(path) as z:
         data = z.read(next(n for n in z.namelist() if n.endswith('data.pkl')))
-    return {
-        arg
-        for op, arg, _ in pickletools.genops(data)
-        if op.name in ('GLOBAL', 'STACK_GLOBAL')
-    }
+    names = set()
+    strings = []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name == 'GLOBAL':
+            names.add(arg.replace(' ', '.'))
+        elif op.name in ('SHORT_BINUNICODE', 'BINUNICODE', 'UNICODE'):
+            strings.append(arg)
+        elif op.name == 'STACK_GLOBAL':
+            names.add('.'.join(strings[-2:]))
+    return names
 
 
-def test_activation_replaces_mmengine_loaders():
-    assert safe_ckpt.is_active()
-    assert mm_ckpt._safe_torch_load is safe_torch_load
-    # mapet's local loader, possibly wrapped by another mapet layer (the
-    # checksum verification of mapet.engine.runners.checkpoint_io); the
-    # tests below check the behaviour through CheckpointLoader itself.
-    loader = CheckpointLoader._get_checkpoint_loader('/some/file.pth')
-    assert loader.__module__.startswith('mapet.'), loader
-    allow = safe_globals()
-    assert mm_ckpt.get_torch_safe_globals() == allow
-    # Narrow: no generic callables, no object dtype.
-    for forbidden in (getattr, eval, exec, open, type(np.dtype(object))):
-        assert forbidden not in allow
-    assert HistoryBuffer in allow and np.ndarray in allow
-    registered = torch.serialization.get_safe_globals()
-    assert all(g in registered for g in allow)
-
-
-def test_message_hub_state_roundtrips_with_plain_weights_only(tmp_path):
-    hub = MessageHub('foundation_ckpt_test')
+def _hub(name: str) -> MessageHub:
+    hub = MessageHub.get_instance(name)
     for i, v in enumerate([2.0, np.float64(1.5), np.float32(1.25)]):
         hub.update_scalar('train/loss', v)
         hub.update_scalar('train/lr', 0.1 * i)
     hub.update_info('iter', np.int64(7))
-    path = tmp_path / 'hub.pth'
-    torch.save({'message_hub': hub.state_dict()}, path)
+    return hub
 
+
+def test_import_changes_nothing_in_torch_or_mmengine():
+    """No monkeypatching: mmengine's and torch's functions are their own."""
+    import mmengine.runner
+    import mmengine.runner.runner
+    assert mm_ckpt._safe_torch_load.__module__ == 'mmengine.runner.checkpoint'
+    assert mmengine.runner.save_checkpoint.__module__ == \
+        'mmengine.runner.checkpoint'
+    assert mmengine.runner.runner.find_latest_checkpoint.__module__ == \
+        'mmengine.runner.checkpoint'
+    loader = CheckpointLoader._get_checkpoint_loader('/some/file.pth')
+    assert loader.__module__ == 'mmengine.runner.checkpoint', loader
+    assert HistoryBuffer.__getstate__.__module__ == \
+        'mmengine.logging.history_buffer'
+    assert BaseDataset._serialize_data.__module__ == \
+        'mmengine.dataset.base_dataset'
+    registered = torch.serialization.get_safe_globals()
+    assert DataOnlyHistoryBuffer not in registered
+    assert HistoryBuffer not in registered
+
+
+def test_allow_list_is_narrow_and_scoped_to_the_call(tmp_path):
+    allow = safe_globals()
+    # Narrow: no generic callables, no object dtype.
+    for forbidden in (getattr, eval, exec, open, type(np.dtype(object))):
+        assert forbidden not in allow
+    assert HistoryBuffer in allow and DataOnlyHistoryBuffer in allow
+    assert np.ndarray in allow
+    # Applied to one call (torch's safe_globals context), then gone.
+    path = tmp_path / 'arr.pth'
+    torch.save({'a': np.arange(3, dtype=np.int64)}, path)
+    before = list(torch.serialization.get_safe_globals())
+    assert safe_torch_load(path)['a'].tolist() == [0, 1, 2]
+    assert torch.serialization.get_safe_globals() == before
+    with pytest.raises(pickle.UnpicklingError, match='numpy'):
+        torch.load(path)  # torch's own default knows nothing of our list
+
+
+def test_data_only_message_hub_roundtrips_without_getattr(tmp_path):
+    hub = _hub('ckpt_test_data_only')
+    state = hub.state_dict()
+    path = tmp_path / 'hub.pth'
+    torch.save({'message_hub': data_only_message_hub(state)}, path)
     names = _pickle_globals(path)
     assert not any('getattr' in n for n in names), names
-    # torch's own default loader (weights_only=True) accepts it after
-    # `import mapet` registered the allow-list.
-    state = torch.load(path)['message_hub']
-    new = MessageHub('foundation_ckpt_test_resumed')
-    new.load_state_dict(state)
+    assert 'mapet.utils.checkpoint.DataOnlyHistoryBuffer' in names
+    # The live hub is untouched: still mmengine's buffers.
+    assert type(hub.get_scalar('train/loss')) is HistoryBuffer
+    assert type(state['log_scalars']['train/loss']) is HistoryBuffer
+
+    new = MessageHub.get_instance('ckpt_test_data_only_resumed')
+    new.load_state_dict(safe_torch_load(path)['message_hub'])
     buf = new.get_scalar('train/loss')
     assert buf.mean() == pytest.approx(np.mean([2.0, 1.5, 1.25]))
     assert buf.current() == pytest.approx(1.25)
     assert new.get_info('iter') == 7
     # Default statistics still work after unpickling without methods.
     assert buf.statistics('max') == pytest.approx(2.0)
+    assert new.get_scalar('train/lr').current() == pytest.approx(0.2)
 
 
-@pytest.mark.parametrize('load', [
-    lambda p: CheckpointLoader.load_checkpoint(p),
-    lambda p: mm_ckpt._load_checkpoint(p, map_location='cpu'),
-    lambda p: mm_ckpt.load_checkpoint(torch.nn.Linear(2, 2), p),
-    lambda p: mm_ckpt._safe_torch_load(p),
-    lambda p: safe_torch_load(p),
-],
-                         ids=[
-                             'CheckpointLoader', '_load_checkpoint',
-                             'load_checkpoint', '_safe_torch_load',
-                             'safe_torch_load'
-                         ])
+def test_data_only_buffer_pickles_numbers_only_and_does_not_mutate():
+    buf = HistoryBuffer()
+    buf.update(2.0)
+    # torch.save pickles with protocol 2: methods go through getattr.
+    legacy = pickle.dumps(buf, protocol=2)
+    assert b'getattr' in legacy  # why the conversion exists
+    # mmengine's __getstate__ added its methods to the buffer's __dict__.
+    assert 'statistics_methods' in buf.__dict__
+    data_only = DataOnlyHistoryBuffer.from_buffer(buf)
+    assert 'statistics_methods' in buf.__dict__  # source left as it was
+    data = pickle.dumps(data_only, protocol=2)
+    assert b'getattr' not in data
+    assert 'statistics_methods' not in data_only.__dict__  # no mutation
+    restored = pickle.loads(data)
+    assert restored._log_history.tolist() == [2.0]
+    assert restored.statistics('mean') == 2.0
+
+
+def test_runner_checkpoints_are_data_only_verified_and_resumable(tmp_path):
+    runner = tiny_runner(tmp_path)
+    runner.train()
+    ckpt = tmp_path / 'iter_4.pth'
+    assert verify_checkpoint(str(ckpt))
+    sidecar = (tmp_path / 'iter_4.pth.sha256').read_text().split()
+    assert sidecar[1] == 'iter_4.pth' and len(sidecar[0]) == 64
+    assert not list(tmp_path.glob('.*.tmp-*'))  # renamed into place
+    names = _pickle_globals(ckpt)
+    assert not any('getattr' in n for n in names), names
+    # The live message hub still holds mmengine's buffers.
+    live = runner.message_hub.get_scalar('train/loss')
+    assert type(live) is HistoryBuffer
+
+    loaded = load_checkpoint_file(str(ckpt))
+    assert loaded['meta']['iter'] == 4
+    saved = loaded['message_hub']['log_scalars']['train/loss']
+    assert type(saved) is DataOnlyHistoryBuffer
+    np.testing.assert_array_equal(saved.data[0], live.data[0])
+    assert len(saved.data[0]) == 4 and np.isfinite(saved.data[0]).all()
+    assert torch.equal(loaded['state_dict']['fc.weight'],
+                       runner.model.fc.weight.detach())
+
+    # --resume auto through MaPeTRunner picks it up and continues.
+    resumed = tiny_runner(tmp_path, max_iters=6, resume=True)
+    resumed.train()
+    assert resumed.iter == 6
+    history = resumed.message_hub.get_scalar('train/loss').data[0]
+    np.testing.assert_array_equal(history[:4], live.data[0])
+    assert len(history) == 6
+    assert verify_checkpoint(str(tmp_path / 'iter_6.pth'))
+    assert (tmp_path / 'last_checkpoint').read_text().strip() == str(
+        tmp_path / 'iter_6.pth')
+
+
+@pytest.mark.parametrize('load', [safe_torch_load, load_checkpoint_file],
+                         ids=['safe_torch_load', 'load_checkpoint_file'])
 def test_payload_refused_and_not_executed(tmp_path, load):
     marker = tmp_path / 'marker'
     path = tmp_path / 'evil.pth'
@@ -112,10 +196,13 @@ def test_payload_refused_and_not_executed(tmp_path, load):
     with pytest.raises(UnsafeCheckpointError) as err:
         load(str(path))
     msg = str(err.value)
-    assert f'{__name__}._create_marker' in msg
+    assert f"type '{__name__}._create_marker'" in msg
     assert 'Refusing to load checkpoint' in msg and str(path) in msg
     assert 'never falls back' in msg
     assert not marker.exists()
+    # Not an UnpicklingError: mmengine-style `except UnpicklingError:
+    # load unrestricted` code cannot turn the refusal into a load.
+    assert not isinstance(err.value, pickle.UnpicklingError)
 
 
 def test_payload_is_live_under_unrestricted_unpickling(tmp_path):
@@ -133,7 +220,9 @@ def test_unknown_class_named_in_error(tmp_path):
                path)
     with pytest.raises(UnsafeCheckpointError,
                        match=f"type '{__name__}._UnknownThing'"):
-        CheckpointLoader.load_checkpoint(str(path))
+        load_checkpoint_file(str(path))
+    # An explicit weights_only=False from the caller is honoured.
+    assert safe_torch_load(str(path), weights_only=False)['x'].value == 3
 
 
 def test_object_arrays_refused():
@@ -144,31 +233,24 @@ def test_object_arrays_refused():
         safe_torch_load(buf)
 
 
-def test_plain_mmengine_history_buffer_refused_with_hint(tmp_path,
-                                                         monkeypatch):
-    """Checkpoints written by mmengine without mapet pickle getattr."""
-    monkeypatch.setattr(HistoryBuffer, '__getstate__',
-                        safe_ckpt.MMENGINE_HISTORY_BUFFER_GETSTATE)
+def test_plain_mmengine_history_buffer_refused_with_hint(tmp_path):
+    """Checkpoints of a plain mmengine Runner pickle getattr."""
     buf = HistoryBuffer()
     buf.update(1.0)
     path = tmp_path / 'legacy.pth'
     torch.save({'message_hub': {'log_scalars': {'loss': buf}}}, path)
-    monkeypatch.undo()
     assert any('getattr' in n for n in _pickle_globals(path))
     with pytest.raises(UnsafeCheckpointError) as err:
-        CheckpointLoader.load_checkpoint(str(path))
-    assert 'getattr' in str(err.value)
-    assert 'without `import mapet`' in str(err.value)
-
-
-def test_history_buffer_getstate_does_not_mutate():
-    buf = HistoryBuffer()
-    buf.update(2.0)
-    state = pickle.loads(pickle.dumps(buf)).__dict__
-    assert 'statistics_methods' not in buf.__dict__
-    assert 'statistics_methods' not in state
+        load_checkpoint_file(str(path))
+    assert "type 'getattr'" in str(err.value)
+    assert 'plain mmengine Runner' in str(err.value)
+    assert "runner_type='mmpretrain.MaPeTRunner'" in str(err.value)
 
 
 def test_missing_file_message(tmp_path):
-    with pytest.raises(FileNotFoundError, match='can not be found'):
-        CheckpointLoader.load_checkpoint(str(tmp_path / 'nope.pth'))
+    with pytest.raises(FileNotFoundError,
+                       match=r'Checkpoint .*nope\.pth does not exist'):
+        load_checkpoint_file(str(tmp_path / 'nope.pth'))
+    assert not verify_checkpoint(str(tmp_path / 'nope.pth'))
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    assert not verify_checkpoint(str(tmp_path / 'empty.pth'))

@@ -3,27 +3,27 @@
 Each crafted file carries an object whose ``__reduce__`` calls
 ``open(<canary>, 'w')``: if any loader unpickled it, the canary file would
 appear. Every loader must raise (naming the problem) and the canary must
-not exist afterwards.
+not exist afterwards. Checkpoints reach the model through ``MaPeTRunner``
+(``load_from``, ``--resume [auto|PATH]``, ``init_cfg=Pretrained``,
+``tools/test.py``), through our tools and through the tokenizers.
 """
 import json
-import runpy
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from mmengine.runner import CheckpointLoader
-from mmengine.runner import checkpoint as mm_ckpt
 
-import mapet  # noqa: F401  (installs the safe loaders)
-from mapet.models.tokenizers.frozen import load_weights_file
-from mapet.models.tokenizers.codebook import load_codebook
 from mapet.datasets.token_store import (MANIFEST_NAME, STORE_FORMAT,
-                                          TokenStore, TokenStoreError)
-from mapet.utils.checkpoint import UnsafeCheckpointError
+                                        TokenStore, TokenStoreError)
+from mapet.models.tokenizers.codebook import load_codebook
+from mapet.models.tokenizers.frozen import load_weights_file
+from mapet.utils.checkpoint import (UnsafeCheckpointError,
+                                    load_checkpoint_file, safe_torch_load)
+from tiny_runner import TinyModel, tiny_runner  # tests/helpers
 
-REPO = Path(__file__).resolve().parents[2]
 # The global the payload needs (torch names builtins.open io.open).
 OPEN = r'(io|builtins)\.open'
 CONVERTERS = ('strip_pretrain_checkpoint.py', 'mmpretrain_to_timm.py',
@@ -58,33 +58,74 @@ def _malicious_checkpoint(tmp_path: Path, canary: Path) -> Path:
 
 def test_checkpoint_loaders_refuse_payload(tmp_path, canary):
     path = _malicious_checkpoint(tmp_path, canary)
-    loaders = [
-        # load_from / --resume / init_cfg=Pretrained / tools/test.py
-        lambda: CheckpointLoader.load_checkpoint(str(path)),
-        lambda: mm_ckpt._load_checkpoint(str(path), map_location='cpu'),
-        # what MMEngine's remote schemes (s3://, http://...) call
-        lambda: mm_ckpt._safe_torch_load(str(path), map_location='cpu'),
-    ]
-    for load in loaders:
+    for load in (safe_torch_load, load_checkpoint_file):
         with pytest.raises(UnsafeCheckpointError, match=OPEN):
-            load()
+            load(str(path))
     # torch's own default (weights_only=True since torch 2.6) and the
     # tokenizers' weight loader.
     with pytest.raises(Exception, match='[Ww]eights.only|open'):
         torch.load(path)
-    with pytest.raises(Exception, match='[Ww]eights.only|open'):
+    with pytest.raises(UnsafeCheckpointError, match=OPEN):
         load_weights_file(path)
 
 
+@pytest.mark.parametrize('how', [
+    'load_checkpoint', 'load_from', 'resume_path', 'resume_auto',
+    'init_cfg_pretrained'
+])
+def test_runner_refuses_payload(tmp_path, canary, how):
+    """Every way MaPeTRunner reads a checkpoint (tools/test.py calls
+    load_checkpoint; --resume PATH sets load_from and resume)."""
+    path = _malicious_checkpoint(tmp_path, canary)
+    work_dir = tmp_path / 'work'
+    if how == 'load_checkpoint':
+        run = lambda: tiny_runner(work_dir).load_checkpoint(str(path))
+    elif how == 'load_from':
+        run = tiny_runner(work_dir, load_from=str(path)).train
+    elif how == 'resume_path':
+        run = tiny_runner(work_dir, load_from=str(path), resume=True).train
+    elif how == 'resume_auto':
+        # The newest checkpoint of the work dir (no sidecar to disprove it).
+        work_dir.mkdir()
+        path = work_dir / 'iter_8.pth'
+        path.write_bytes((tmp_path / 'evil.pth').read_bytes())
+        run = tiny_runner(work_dir, resume=True).train
+    else:
+        model = TinyModel(
+            init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+        run = tiny_runner(work_dir, model=model).train
+    with pytest.raises(UnsafeCheckpointError, match=OPEN) as err:
+        run()
+    assert f"Refusing to load checkpoint '{path}'" in str(err.value)
+
+
+def test_runner_refuses_remote_checkpoints(tmp_path):
+    """A URL cannot be verified: refused instead of loaded by mmengine."""
+    url = 'https://example.com/ckpt.pth'
+    with pytest.raises(ValueError, match='not a local file: MaPeTRunner '
+                       'loads only local checkpoints'):
+        tiny_runner(tmp_path).load_checkpoint(url)
+    model = TinyModel(init_cfg=dict(type='Pretrained', checkpoint=url))
+    with pytest.raises(ValueError, match=r'model\.init_cfg loads https://'
+                       r'example\.com/ckpt\.pth, which is not a local file'):
+        tiny_runner(tmp_path, model=model).train()
+
+
 @pytest.mark.parametrize('script', CONVERTERS)
-def test_converters_refuse_payload(tmp_path, canary, script, monkeypatch):
+def test_converters_refuse_payload(tmp_path, canary, script, repo_root,
+                                   tools_env):
     src = _malicious_checkpoint(tmp_path, canary)
     dst = tmp_path / 'out.pth'
-    monkeypatch.setattr(sys, 'argv', [script, str(src), str(dst)])
-    with pytest.raises(UnsafeCheckpointError, match=OPEN):
-        runpy.run_path(
-            str(REPO / 'tools' / 'model_converters' / script),
-            run_name='__main__')
+    proc = subprocess.run(
+        [sys.executable, f'tools/model_converters/{script}', str(src),
+         str(dst)],
+        cwd=repo_root, env=tools_env, capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode != 0
+    assert 'UnsafeCheckpointError: Refusing to load checkpoint' in \
+        proc.stderr, proc.stderr[-3000:]
+    assert "type 'io.open'" in proc.stderr or \
+        "type 'builtins.open'" in proc.stderr, proc.stderr[-3000:]
     assert not dst.exists()
 
 

@@ -11,7 +11,10 @@ In one process, interleaved, median of ``--repeats`` runs, for each ViT:
     patch order, per-sample dense additive float masks, two attention calls
     per block (same weights as (a));
 (d) plain ``VisionTransformer`` with a linear token head on every patch, no
-    masks (the machine's dense-ViT throughput).
+    masks (the machine's dense-ViT throughput);
+(e) with ``--with-cp``: (a) with activation checkpointing
+    (``MaPeTViT(with_cp=True)``, same weights), reported as its memory
+    saving and time cost against (a).
 
 A step is forward, backward and an AdamW update. FLOPs are measured with
 ``torch.utils.flop_counter.FlopCounterMode``; MaPeT's forward FLOPs are also
@@ -261,7 +264,8 @@ def _saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
 
 def build_cases(key: str, batch: int, img_size: int, patch_size: int,
                 vocab: int, device: torch.device,
-                cutting_point: Optional[int]) -> Tuple[List[Case], dict]:
+                cutting_point: Optional[int],
+                with_cp: bool = False) -> Tuple[List[Case], dict]:
     arch = ARCHS[key]
     c = cutting_point or CUTTING_POINTS[key]
     grid = img_size // patch_size
@@ -340,7 +344,17 @@ def build_cases(key: str, batch: int, img_size: int, patch_size: int,
         return F.cross_entropy(
             plain_head(feats).flatten(0, 1), tokens.flatten())
 
-    cases = [
+    extra = []
+    if with_cp:
+        cp_model = copy.deepcopy(mapet_model)
+        cp_model.backbone.with_cp = True
+
+        def mapet_cp_loss() -> torch.Tensor:
+            return cp_model.loss(images, samples)['loss']
+
+        extra.append(Case('mapet_cp', cp_model, mapet_cp_loss))
+
+    cases = extra + [
         Case('mapet', mapet_model, mapet_loss),
         Case('beit', beit_all, beit_loss),
         Case('naive', naive_all, naive_loss),
@@ -370,7 +384,7 @@ def run(args: argparse.Namespace) -> None:
     for key in args.archs:
         cases, meta = build_cases(key, args.batch_size, args.img_size,
                                   args.patch_size, args.vocab, device,
-                                  args.cutting_point)
+                                  args.cutting_point, args.with_cp)
         for case in cases:
             case.module.train()
             for _ in range(args.warmup):
@@ -399,6 +413,13 @@ def run(args: argparse.Namespace) -> None:
             else:
                 peak = None
             saved = _saved_bytes(case.step_loss)
+            if case.name == 'mapet_cp':
+                # Checkpoint keeps each block's input alive outside autograd's
+                # saved tensors: one (B, 1 + N + 2T, C) fp32 tensor per block.
+                targets = meta['num_patches'] - meta['cutting_point']
+                saved += (meta['arch']['num_layers'] * args.batch_size *
+                          (1 + meta['num_patches'] + 2 * targets) *
+                          meta['arch']['embed_dims'] * 4)
             median = statistics.median(case.times)
             stats[case.name] = dict(
                 time=median,
@@ -466,6 +487,16 @@ def run(args: argparse.Namespace) -> None:
                     value >= float(bound)
                 verdict = f'  target {target}: {"PASS" if ok else "FAIL"}'
             print(f'{label:<44}{value:>8.3f}{verdict}')
+        if 'mapet_cp' in stats:
+            k = stats['mapet_cp']
+            print('activation checkpointing (with_cp=True vs False):')
+            print(f'{"  time cost (cp time / time)":<44}'
+                  f'{k["time"] / m["time"]:>8.3f}')
+            print(f'{"  saved-for-backward bytes (cp / no cp)":<44}'
+                  f'{k["saved"] / m["saved"]:>8.3f}')
+            if k['peak'] is not None:
+                print(f'{"  CUDA peak memory (cp / no cp)":<44}'
+                      f'{k["peak"] / m["peak"]:>8.3f}')
 
 
 def parse_args() -> argparse.Namespace:
@@ -481,6 +512,11 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=None,
         help='override the paper cutting point (50 / 50 / 60 for T / S / B)')
+    parser.add_argument(
+        '--with-cp',
+        action='store_true',
+        help='also time MaPeT with activation checkpointing (with_cp=True) '
+        'and report its memory saving and time cost')
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--seed', type=int, default=0)

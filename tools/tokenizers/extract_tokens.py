@@ -55,6 +55,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=0,
         help='seeds randomly initialised weights, so every rank '
         'and rerun builds the same tokenizer (tests only)')
+    p.add_argument(
+        '--views',
+        type=int,
+        default=None,
+        metavar='NUM_CROPS',
+        help='write a view store (augmentation-aware): per image the centre '
+        'crop, its horizontal flip (unless --no-flip) and NUM_CROPS '
+        'random-resized-crop boxes, tokens and boxes both stored '
+        '(mapet/datasets/token_views.py); train with LoadVisualTokenView')
+    p.add_argument('--no-flip', action='store_true',
+                   help='with --views: no flipped views')
+    p.add_argument('--crop-scale', type=float, nargs=2, default=(0.35, 1.0),
+                   help='with --views: area fraction range of the crops')
     p.add_argument('--out', required=True, help='token store directory')
     p.add_argument('--no-progress', action='store_true')
     return p.parse_args(argv)
@@ -87,11 +100,22 @@ def main(argv: Optional[List[str]] = None) -> Optional[dict]:
     records, info = list_source_images(args)
     torch.manual_seed(args.seed)
     tokenizer = build_tokenizer_from_args(args)
-    manifest = extract_tokens(
+    kwargs = dict(input_size=args.input_size)
+    if args.views is not None:
+        from mapet.extraction.views import extract_view_tokens
+        engine = extract_view_tokens
+        kwargs.update(
+            num_crops=args.views,
+            flip=not args.no_flip,
+            scale=args.crop_scale,
+            seed=args.seed)
+    else:
+        engine = extract_tokens
+    manifest = engine(
         tokenizer,
         records,
         args.out,
-        input_size=args.input_size,
+        **kwargs,
         chunk_size=args.chunk_size,
         batch_size=args.batch_size,
         num_workers=args.num_workers,

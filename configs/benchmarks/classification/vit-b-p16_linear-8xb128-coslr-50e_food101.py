@@ -12,4 +12,4 @@ model = dict(
         in_channels=768,
         num_classes={{_base_.data_preprocessor.num_classes}}))
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
+    checkpoint=dict(type='SafeCheckpointHook', interval=1, max_keep_ckpts=2))

@@ -9,4 +9,4 @@ _base_ = [
 model = dict(
     backbone=dict(arch='deit-base'), head=dict(in_channels=768))
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
+    checkpoint=dict(type='SafeCheckpointHook', interval=1, max_keep_ckpts=2))

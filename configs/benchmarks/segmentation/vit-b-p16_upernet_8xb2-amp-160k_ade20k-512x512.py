@@ -8,7 +8,7 @@ _base_ = [
 
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook',
+        type='mmpretrain.SafeCheckpointHook',
         by_epoch=False,
         interval={{_base_.val_interval}},
         max_keep_ckpts=2))

@@ -1,5 +1,9 @@
 from .per_sample_rng import PerSampleRNG
 from .permutation import RandomPatchPermutation
+from .token_views import LoadVisualTokenView
 from .visual_tokens import LoadVisualTokens
 
-__all__ = ['LoadVisualTokens', 'PerSampleRNG', 'RandomPatchPermutation']
+__all__ = [
+    'LoadVisualTokenView', 'LoadVisualTokens', 'PerSampleRNG',
+    'RandomPatchPermutation'
+]

@@ -12,7 +12,7 @@ epoch.
 on a sample it seeds the three global RNGs from
 ``(seed, epoch, sample_idx)``, and afterwards it puts the previous global
 states back. Every random transform inside it (stock ones like
-``ColorJitter`` as well as ``PermutationMaskGenerator``) then produces the
+``ColorJitter`` as well as ``RandomPatchPermutation``) then produces the
 same output for the same sample in the same epoch, whatever the process,
 the number of workers, ``persistent_workers``, the world size, or a
 resume.

@@ -18,9 +18,9 @@ class NonFiniteLossError(FloatingPointError):
 class NaNGuardHook(Hook):
     """Raise on a NaN/Inf loss that survives; refuse to save NaN weights.
 
-    The loss is read from the iteration's outputs, which mmengine's loop has
-    already moved to the host for logging, so the check costs no extra
-    synchronisation. With an fp16 ``AmpOptimWrapper`` a non-finite loss is
+    The loss is read from the iteration's outputs, which mmengine's
+    ``RuntimeInfoHook`` reads with ``.item()`` every iteration anyway, so
+    the check adds no extra wait for the device. With an fp16 ``AmpOptimWrapper`` a non-finite loss is
     normal now and then: the loss scaler skips that step and lowers the
     scale. Only ``max_amp_overflows`` such iterations *in a row* mean the run
     diverged. Without a loss scaler the first non-finite loss raises.
@@ -60,7 +60,8 @@ class NaNGuardHook(Hook):
         """Raise once the loss has been non-finite too often in a row."""
         if not outputs or 'loss' not in outputs:
             return
-        loss = float(outputs['loss'])
+        loss = outputs['loss']
+        loss = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
         if math.isfinite(loss):
             self._in_a_row = 0
             return

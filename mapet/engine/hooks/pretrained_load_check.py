@@ -20,11 +20,11 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
-from mmengine.runner.checkpoint import (_load_checkpoint,
-                                        _load_checkpoint_with_prefix)
 from torch import nn
 
 from mmpretrain.registry import HOOKS
+
+from mapet.utils.checkpoint import load_checkpoint_file
 
 
 @dataclass
@@ -66,13 +66,26 @@ def _matches(key: str, patterns: Sequence[str]) -> bool:
 
 def _read_state_dict(checkpoint: str, prefix: Optional[str],
                      map_location: str) -> Dict[str, torch.Tensor]:
-    """Read the state dict the way ``PretrainedInit`` reads it."""
-    if prefix:
-        return _load_checkpoint_with_prefix(
-            prefix, checkpoint, map_location=map_location)
-    ckpt = _load_checkpoint(checkpoint, map_location=map_location)
+    """Read the state dict the way ``PretrainedInit`` reads it.
+
+    The file is read with :func:`~mapet.utils.checkpoint.
+    load_checkpoint_file` (sidecar verified, ``weights_only``, no
+    unrestricted fallback); the key handling is mmengine's: with a
+    ``prefix`` only the keys under it, prefix removed
+    (``_load_checkpoint_with_prefix``), otherwise every key with a DDP
+    ``module.`` prefix stripped (``load_checkpoint``).
+    """
+    ckpt = load_checkpoint_file(checkpoint, map_location=map_location)
     state_dict = ckpt.get('state_dict', ckpt)
-    # mmengine's load_checkpoint strips a DDP ``module.`` prefix
+    if prefix:
+        if not prefix.endswith('.'):
+            prefix += '.'
+        state_dict = {k[len(prefix):]: v for k, v in state_dict.items()
+                      if k.startswith(prefix)}
+        if not state_dict:
+            raise ValueError(f'{prefix} is not in the pretrained model '
+                           f'{checkpoint}')
+        return state_dict
     return {(k[len('module.'):] if k.startswith('module.') else k): v
             for k, v in state_dict.items()}
 

@@ -1,6 +1,6 @@
 """``MaPeTRunner``: mmengine's ``Runner`` with safe, verified checkpoints.
 
-Our configs select it with ``runner_type = 'MaPeTRunner'``
+Our configs select it with ``runner_type = 'mmpretrain.MaPeTRunner'``
 (``configs/_base_/default_runtime.py``), so the guarantees below hold with
 our ``tools/train.py``, with mmpretrain's or mmseg's own ``tools/train.py``
 and with ``mim train mapet``, and nothing in mmengine is changed:
@@ -28,6 +28,7 @@ import os.path as osp
 from typing import Any, Callable, Dict, Optional, Union
 
 from mmengine.model import is_model_wrapper
+from mmengine.registry import FUNCTIONS, DefaultScope
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmengine.dist import is_main_process
@@ -190,6 +191,18 @@ class MaPeTRunner(Runner):
                 isinstance(dataloader.get('dataset'), dict):
             dataloader = copy.copy(dataloader)
             dataloader['dataset'] = full_init_checked(dataloader['dataset'])
+        collate = dataloader.get('collate_fn') \
+            if isinstance(dataloader, dict) else None
+        if isinstance(collate, dict) and '_scope_' in collate:
+            # A `mapet::` base stamps `_scope_` on its collate_fn; mmengine
+            # would pass it to the function as a keyword argument.
+            dataloader = copy.copy(dataloader)
+            collate = dict(collate)
+            scope = collate.pop('_scope_')
+            if isinstance(collate.get('type'), str):
+                with DefaultScope.overwrite_default_scope(scope):
+                    collate['type'] = FUNCTIONS.get(collate['type'])
+            dataloader['collate_fn'] = collate
         loader = Runner.build_dataloader(
             dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
         check_dataloader_not_empty(loader)

@@ -3,6 +3,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks.drop import DropPath
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.backbones.vision_transformer import \
@@ -85,6 +87,93 @@ def build_two_stream_mask(num_patches: int,
                      dim=0)
 
 
+def two_stream_block(layer: TransformerEncoderLayer, x: torch.Tensor,
+                     content_len: int, attn_mask: torch.Tensor,
+                     query_only: bool) -> torch.Tensor:
+    """One block over ``x = [h; g]`` with keys/values from ``h`` only.
+
+    Args:
+        layer (TransformerEncoderLayer): The shared block.
+        x (torch.Tensor): (B, Lh + T, C) content rows then query rows.
+        content_len (int): Lh, the content-stream length.
+        attn_mask (torch.Tensor): (Lh + T, Lh) bool visibility.
+        query_only (bool): Compute only the query rows (last block).
+
+    Returns:
+        torch.Tensor: (B, Lh + T, C), or (B, T, C) if ``query_only``.
+    """
+    attn = layer.attn
+    batch = x.shape[0]
+    dims, heads, head_dims = (attn.embed_dims, attn.num_heads,
+                              attn.head_dims)
+    weight, bias = attn.qkv.weight, attn.qkv.bias
+    q_b = kv_b = None
+    if bias is not None:
+        q_b, kv_b = bias[:dims], bias[dims:]
+
+    # Layer norm is per token: normalise once, take q from every kept
+    # row and k, v from the content rows only.
+    if query_only:
+        kv_in = layer.ln1(x[:, :content_len])
+        x = x[:, content_len:]
+        attn_mask = attn_mask[content_len:]
+        q_in = layer.ln1(x)
+    else:
+        q_in = layer.ln1(x)
+        kv_in = q_in[:, :content_len]
+    q = F.linear(q_in, weight[:dims], q_b)
+    q = q.reshape(batch, -1, heads, head_dims).transpose(1, 2)
+    kv = F.linear(kv_in, weight[dims:], kv_b)
+    k, v = kv.reshape(batch, content_len, 2, heads,
+                      head_dims).permute(2, 0, 3, 1, 4)
+    out = F.scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        attn_mask=attn_mask,
+        dropout_p=attn.attn_drop if layer.training else 0.)
+    out = out.transpose(1, 2).reshape(batch, -1, dims)
+    out = attn.out_drop(attn.gamma1(attn.proj_drop(attn.proj(out))))
+    x = x + out
+    return layer.ffn(layer.ln2(x), identity=x)
+
+
+class TwoStreamEncoderLayer(TransformerEncoderLayer):
+    """mmpretrain's ``TransformerEncoderLayer`` that also runs two streams.
+
+    ``MaPeTViT`` gives its blocks this class after building them (no new
+    parameters, same ``state_dict``, same RNG use as mmpretrain). ``layer(x)``
+    is mmpretrain's forward; ``layer(x, content_len, attn_mask, query_only)``
+    is :func:`two_stream_block`. Going through ``forward`` keeps module
+    hooks and wrappers working: FSDP gathers a block's sharded parameters in
+    its forward, activation checkpointing and ``torch.compile`` see one
+    call per block.
+    """
+
+    def forward(self,
+                x: torch.Tensor,
+                content_len: Optional[int] = None,
+                attn_mask: Optional[torch.Tensor] = None,
+                query_only: bool = False) -> torch.Tensor:
+        """mmpretrain's forward, or one two-stream block with
+        ``content_len`` (see :func:`two_stream_block`)."""
+        if content_len is None:
+            return super().forward(x)
+        return two_stream_block(self, x, content_len, attn_mask, query_only)
+
+
+def transformer_block_wrap_policy(module: nn.Module, recurse: bool,
+                                  nonwrapped_numel: int) -> bool:
+    """FSDP ``auto_wrap_policy``: one FSDP unit per transformer block.
+
+    Select it with ``strategy.model_wrapper.auto_wrap_policy=dict(type=
+    'mapet.models.backbones.mapet_vit.transformer_block_wrap_policy')``.
+    """
+    if recurse:
+        return True
+    return isinstance(module, TransformerEncoderLayer)
+
+
 @MODELS.register_module()
 class MaPeTViT(VisionTransformer):
     """Vision Transformer with MaPeT / PIM two-stream and MIM pre-training.
@@ -113,6 +202,15 @@ class MaPeTViT(VisionTransformer):
         mode (str): ``'mapet'`` (two streams with auxiliary position mask
             tokens), ``'pim'`` (XLNet-style two streams) or ``'mim'``
             (single-stream BERT-style masking). Defaults to ``'mapet'``.
+        with_cp (bool): Activation checkpointing (the name mmpretrain's
+            ViT-like backbones use): in the two-stream and MIM pre-training
+            forward, every block's activations are recomputed in the backward
+            pass instead of being stored (non-reentrant
+            :func:`torch.utils.checkpoint.checkpoint`, RNG state preserved,
+            so drop path draws the same and gradients are unchanged). Trades
+            about one extra forward per step for peak memory. The
+            fine-tuning forward (no permutation / mask) is mmpretrain's and
+            ignores it. Defaults to False.
         **kwargs: Every argument of
             :class:`mmpretrain.models.VisionTransformer`. The paper's
             T / S / B are ``arch='deit-t' | 'deit-s' | 'deit-b'`` with
@@ -123,6 +221,7 @@ class MaPeTViT(VisionTransformer):
                  *args,
                  cutting_point: Optional[int] = None,
                  mode: str = 'mapet',
+                 with_cp: bool = False,
                  **kwargs) -> None:
         if mode not in MODES:
             raise ValueError(f'Unknown mode {mode!r} for MaPeTViT; choose '
@@ -140,6 +239,16 @@ class MaPeTViT(VisionTransformer):
                                  'TransformerEncoderLayer attention of '
                                  'VisionTransformer (no v_shortcut).')
         self.mask_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims))
+        self.with_cp = with_cp
+        for layer in self.layers:
+            # Adds the two-stream forward; no parameters, state unchanged.
+            layer.__class__ = TwoStreamEncoderLayer
+        # mmpretrain stores each block's drop-path rate as a numpy float64
+        # (np.linspace); torch.compile cannot branch on a numpy scalar and
+        # breaks the graph in every block. Same value as a Python float.
+        for module in self.modules():
+            if isinstance(module, DropPath):
+                module.drop_prob = float(module.drop_prob)
         self._mask_cache: Dict[tuple, torch.Tensor] = {}
 
     def init_weights(self) -> None:
@@ -357,7 +466,10 @@ class MaPeTViT(VisionTransformer):
         x = self._with_extra(x, pos)
         x = self.pre_norm(self.drop_after_pos(x))
         for layer in self.layers:
-            x = layer(x)
+            if self._use_cp(x):
+                x = cp.checkpoint(layer, x, use_reentrant=False)
+            else:
+                x = layer(x)
         x = self.ln1(x)  # final_norm is checked in forward()
         return (x[:, self.num_extra_tokens:], )
 
@@ -388,61 +500,31 @@ class MaPeTViT(VisionTransformer):
         attn_mask = self.get_attention_mask(num_patches, x.device)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = self._two_stream_layer(layer, x, content_len, attn_mask,
-                                       i == last)
+            if self._use_cp(x):
+                # Non-reentrant: works under torch.compile and with inputs
+                # that need no grad; preserves the RNG state (drop path).
+                x = cp.checkpoint(
+                    layer,
+                    x,
+                    content_len,
+                    attn_mask,
+                    i == last,
+                    use_reentrant=False)
+            else:
+                x = layer(x, content_len, attn_mask, i == last)
         x = self.ln1(x)  # final_norm is checked in forward()
         return (x, )
+
+    def _use_cp(self, x: torch.Tensor) -> bool:
+        """Checkpoint a block only when a backward pass will need it."""
+        return self.with_cp and self.training and x.requires_grad
 
     def _two_stream_layer(self, layer: TransformerEncoderLayer,
                           x: torch.Tensor, content_len: int,
                           attn_mask: torch.Tensor,
                           query_only: bool) -> torch.Tensor:
-        """One block over ``x = [h; g]`` with keys/values from ``h`` only.
-
-        Args:
-            layer (TransformerEncoderLayer): The shared block.
-            x (torch.Tensor): (B, Lh + T, C) content rows then query rows.
-            content_len (int): Lh, the content-stream length.
-            attn_mask (torch.Tensor): (Lh + T, Lh) bool visibility.
-            query_only (bool): Compute only the query rows (last block).
-
-        Returns:
-            torch.Tensor: (B, Lh + T, C), or (B, T, C) if ``query_only``.
-        """
-        attn = layer.attn
-        batch = x.shape[0]
-        dims, heads, head_dims = (attn.embed_dims, attn.num_heads,
-                                  attn.head_dims)
-        weight, bias = attn.qkv.weight, attn.qkv.bias
-        q_b = kv_b = None
-        if bias is not None:
-            q_b, kv_b = bias[:dims], bias[dims:]
-
-        # Layer norm is per token: normalise once, take q from every kept
-        # row and k, v from the content rows only.
-        if query_only:
-            kv_in = layer.ln1(x[:, :content_len])
-            x = x[:, content_len:]
-            attn_mask = attn_mask[content_len:]
-            q_in = layer.ln1(x)
-        else:
-            q_in = layer.ln1(x)
-            kv_in = q_in[:, :content_len]
-        q = F.linear(q_in, weight[:dims], q_b)
-        q = q.reshape(batch, -1, heads, head_dims).transpose(1, 2)
-        kv = F.linear(kv_in, weight[dims:], kv_b)
-        k, v = kv.reshape(batch, content_len, 2, heads,
-                          head_dims).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_mask,
-            dropout_p=attn.attn_drop if self.training else 0.)
-        out = out.transpose(1, 2).reshape(batch, -1, dims)
-        out = attn.out_drop(attn.gamma1(attn.proj_drop(attn.proj(out))))
-        x = x + out
-        return layer.ffn(layer.ln2(x), identity=x)
+        """One block over ``x = [h; g]``; see :func:`two_stream_block`."""
+        return two_stream_block(layer, x, content_len, attn_mask, query_only)
 
     def get_layer_depth(self, param_name: str, prefix: str = ''):
         """Layer-wise depth of a parameter; ``mask_token`` is a stem param.

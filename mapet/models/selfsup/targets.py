@@ -13,8 +13,8 @@ from torch import nn
 
 # Which pipeline step produces each per-sample field (for error messages).
 _PRODUCERS = {
-    'permutation': 'PermutationMaskGenerator',
-    'mask': 'a mask generator (e.g. BEiTMaskGenerator)',
+    'permutation': 'RandomPatchPermutation',
+    'mask': 'a mask generator (e.g. SimMIMMaskGenerator)',
     'visual_tokens': 'LoadVisualTokens',
 }
 

@@ -78,7 +78,7 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=1),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False),
+    checkpoint=dict(type='SafeCheckpointHook', interval=3, by_epoch=False),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False))
 custom_hooks = [dict(type='FoundationLossRecorderHook')]

@@ -1,4 +1,4 @@
-"""PermutationMaskGenerator: payload, reproducibility, repr, errors."""
+"""RandomPatchPermutation: payload, reproducibility, repr, errors."""
 import numpy as np
 import pytest
 from mmpretrain.registry import TRANSFORMS
@@ -7,7 +7,7 @@ import mapet  # noqa: F401
 
 
 def build(**kwargs):
-    return TRANSFORMS.build(dict(type='PermutationMaskGenerator', **kwargs))
+    return TRANSFORMS.build(dict(type='RandomPatchPermutation', **kwargs))
 
 
 def test_permutation_payload():
@@ -16,13 +16,18 @@ def test_permutation_payload():
     perm = results['permutation']
     assert perm.dtype == np.int64 and perm.shape == (196, )
     assert np.array_equal(np.sort(perm), np.arange(196))
-    assert 'mask' not in results
+    # Only the permutation: no mask (MIM uses a mask generator instead) and
+    # the image is left alone.
+    assert set(results) == {'img', 'permutation'}
+    assert not results['img'].any()
 
 
 def test_rectangular_grid():
     t = build(input_size=(32, 64), patch_size=8)
-    assert t.num_patches == 32
+    assert t.grid == (4, 8) and t.num_patches == 32
     assert sorted(t({})['permutation']) == list(range(32))
+    t = build(input_size=(32, 64), patch_size=(8, 16))
+    assert t.grid == (4, 4) and t.num_patches == 16
 
 
 def test_seeded_numpy_rng_reproducible_and_varies_per_image():
@@ -45,47 +50,38 @@ def test_seeded_by_mmengine_randomness():
     assert np.array_equal(t({})['permutation'], a)
 
 
-def test_mim_mask_default_ratio_and_consistency():
-    t = build(mode='mim')
-    assert t.num_masking_patches == 75  # BEiT's 75 of 196
-    results = t({})
-    mask, perm = results['mask'], results['permutation']
-    assert mask.dtype == bool and mask.shape == (196, ) and mask.sum() == 75
-    assert mask[perm[:75]].all()
-    # Scaled to other grids; explicit count and ratio.
-    assert build(mode='mim', input_size=112).num_masking_patches == 19
-    assert build(mode='mim', num_masking_patches=10).num_masking_patches == 10
-    assert build(mode='mim', mask_ratio=0.5).num_masking_patches == 98
-
-
 def test_repr():
-    assert repr(build(input_size=32, patch_size=8, mode='mim')) == (
-        "PermutationMaskGenerator(input_size=(32, 32), patch_size=(8, 8), "
-        "mode='mim', num_patches=16, num_masking_patches=6)")
+    assert repr(build(input_size=32, patch_size=8)) == (
+        'RandomPatchPermutation(input_size=(32, 32), patch_size=(8, 8), '
+        'num_patches=16)')
     assert repr(build()) == (
-        "PermutationMaskGenerator(input_size=(224, 224), patch_size=(16, 16), "
-        "mode='mapet', num_patches=196, num_masking_patches=None)")
+        'RandomPatchPermutation(input_size=(224, 224), patch_size=(16, 16), '
+        'num_patches=196)')
 
 
 def test_packed_into_data_sample():
     pack = TRANSFORMS.build(
         dict(type='PackInputs', algorithm_keys=['permutation']))
-    results = build(input_size=32, patch_size=8, mode='mim')(
+    results = build(input_size=32, patch_size=8)(
         {'img': np.zeros((32, 32, 3), np.uint8)})
     sample = pack(results)['data_samples']
     assert np.array_equal(np.asarray(sample.permutation),
                           results['permutation'])
-    assert sample.mask.shape == (16, ) and int(sample.mask.sum()) == 6
+    assert 'mask' not in sample
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="Unknown mode 'bert'"):
-        build(mode='bert')
-    with pytest.raises(ValueError, match='not divisible'):
+    with pytest.raises(ValueError, match='not a positive multiple'):
         build(input_size=30, patch_size=8)
-    with pytest.raises(ValueError, match='mode="mim" only'):
-        build(mode='mapet', num_masking_patches=10)
-    with pytest.raises(ValueError, match=r'\[1, 195\]'):
-        build(mode='mim', num_masking_patches=196)
-    with pytest.raises(ValueError, match=r'\(0, 1\)'):
-        build(mode='mim', mask_ratio=1.5)
+    with pytest.raises(ValueError, match='not a positive multiple'):
+        build(input_size=32, patch_size=0)
+    with pytest.raises(ValueError, match='not a positive multiple'):
+        build(input_size=(0, 32), patch_size=8)
+    with pytest.raises(ValueError, match=r'int or \(h, w\)'):
+        build(input_size=(32, 32, 32))
+    # The mode is the backbone's, the mask a mask generator's: the old
+    # PermutationMaskGenerator arguments are not accepted silently.
+    for removed in (dict(mode='mim'), dict(num_masking_patches=75),
+                    dict(mask_ratio=0.38)):
+        with pytest.raises(TypeError, match=next(iter(removed))):
+            build(**removed)

@@ -1,6 +1,5 @@
 """Tokens-as-input classifiers: configs build, training from a token store."""
-import glob
-import os.path as osp
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,21 +13,25 @@ from mapet.models.tokenizers import FrozenDALLE
 from mapet.extraction.engines import extract_tokens
 from mapet.extraction.images import list_dataset_config
 
+REPO = Path(__file__).resolve().parents[3]
 CONFIG = 'tests/data/configs/tokenizers_demo_dataset.py'
+TOKEN_CONFIGS = sorted((REPO / 'configs' / 'tokens_as_input').glob('*.py'))
 VOCAB = 32
 GRID = 2
 NUM_CLASSES = 8
 
 
-@pytest.mark.parametrize(
-    'path',
-    sorted(
-        glob.glob(
-            osp.join(
-                osp.dirname(__file__), '..', '..', 'configs',
-                'tokens_as_input', '*.py'))))
+def test_six_token_configs_present():
+    # MLP and ViT-T over each of the three tokenizers (paper Table 7).
+    assert [p.name for p in TOKEN_CONFIGS] == [
+        f'{model}_{tok}_in1k.py' for model in ('mlp', 'vit-t')
+        for tok in ('dalle', 'kclip', 'vqkd')
+    ]
+
+
+@pytest.mark.parametrize('path', TOKEN_CONFIGS, ids=lambda p: p.name)
 def test_configs_build(path):
-    cfg = Config.fromfile(path)
+    cfg = Config.fromfile(str(path))
     pipe = cfg.train_dataloader.dataset.pipeline
     assert pipe[0].type == 'LoadVisualTokens' and pipe[0].grid_size == 14
     assert pipe[0].store.endswith('/train')

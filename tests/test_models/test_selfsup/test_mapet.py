@@ -1,17 +1,54 @@
 """VisualTokenHead and the MaPeT algorithm (mapet / pim / mim)."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
+from mmengine.dataset import Compose
+from mmpretrain.registry import MODELS, TRANSFORMS
 from mmpretrain.structures import DataSample
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 import mapet  # noqa: F401
-from mapet.models.selfsup import MaPeT
+from mapet.datasets.token_store import merge_store, prepare_parts, write_chunk
+from mapet.engine.runners import TargetMismatchError
+from mapet.engine.runners.target_checks import check_visual_token_targets
 from mapet.models.heads import VisualTokenHead
+from mapet.models.selfsup import MaPeT, TokenCAE
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 IMG, PATCH, CUT, VOCAB = 32, 8, 5, 16
 N = (IMG // PATCH)**2
+
+
+class NoHostReadback(TorchFunctionMode):
+    """Fails on any read of a tensor value into Python (``item``, ``bool``,
+    ``tolist``, ...): on a GPU each of them is a host sync. On the CPU this
+    is how a test sees that a step has none."""
+
+    READS = frozenset({
+        'item', 'tolist', 'numpy', '__bool__', '__int__', '__float__',
+        '__index__', 'is_nonzero', 'equal', 'allclose', 'nonzero', 'unique'
+    })
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, '__name__', '')
+        if name in self.READS:
+            raise AssertionError(f'tensor value read back by {name}()')
+        return func(*args, **(kwargs or {}))
+
+
+def test_no_host_readback_guard_catches_a_check():
+    """The guard used below does see a value check (it can fail)."""
+    perm = torch.randperm(N)
+    with pytest.raises(AssertionError, match='__bool__'):
+        with NoHostReadback():
+            if not (perm.sort().values == torch.arange(N)).all():
+                pass
+    with pytest.raises(AssertionError, match='item'):
+        with NoHostReadback():
+            perm.max().item()
 
 
 class TinyTokenizer(nn.Module):
@@ -82,12 +119,20 @@ def test_head_gathers_targets_in_permutation_order():
     assert head.loss(feats, target, index)['accuracy'].item() == 50.
 
 
-def test_head_out_of_vocab_names_both_numbers():
+def test_head_reads_no_target_value_back():
+    """No per-step vocabulary check in the head: the vocabulary is checked
+    once at build time (see test_vocab_checked_once_at_build); a step reads
+    no tensor value back into Python (no host sync on a GPU)."""
     head = VisualTokenHead(embed_dims=4, num_embed=8)
-    with pytest.raises(ValueError, match=r'id 8 .*vocabulary of 8 '):
-        head.loss(torch.zeros(1, 2, 4), torch.tensor([[1, 8]]))
-    with pytest.raises(ValueError, match=r'id -1 .*vocabulary of 8 '):
-        head.loss(torch.zeros(1, 2, 4), torch.tensor([[-1, 2]]))
+    feats = torch.randn(2, 3, 4, requires_grad=True)
+    with NoHostReadback():
+        out = head.loss(feats, torch.tensor([[1, 7, 0, 2], [3, 3, 5, 6]]),
+                        torch.tensor([[0, 3, 1], [2, 1, 0]]))
+        out['loss'].backward()
+    assert feats.grad is not None
+    with pytest.raises(ValueError, match=r'Target shape \(1, 3\) does not '
+                       r'match the predicting features \(1, 2\)'):
+        head.loss(torch.zeros(1, 2, 4), torch.tensor([[1, 2, 3]]))
 
 
 # ---------------------------------------------------------------------------
@@ -146,9 +191,7 @@ def test_target_generator_frozen_and_two_views():
     assert not torch.allclose(other_view['loss'], one)
 
 
-def test_vocab_mismatch_and_token_grid_errors():
-    with pytest.raises(ValueError, match=r'predicts 16 .*vocab_size=32'):
-        make_algo(target_generator=TinyTokenizer(vocab_size=32))
+def test_token_grid_and_missing_field_errors():
     algo = make_algo()
     samples = make_samples(2)
     for s in samples:
@@ -157,6 +200,14 @@ def test_vocab_mismatch_and_token_grid_errors():
         algo.loss(torch.randn(2, 3, IMG, IMG), samples)
     with pytest.raises(KeyError, match='visual_tokens'):
         algo.loss(torch.randn(2, 3, IMG, IMG), make_samples(2, tokens=False))
+    # A missing per-sample field names the transform that produces it.
+    samples = make_samples(2)
+    del samples[1].permutation
+    with pytest.raises(KeyError, match=r'data_samples\[1\] has no '
+                       r'`permutation`; add RandomPatchPermutation'):
+        algo.loss(torch.randn(2, 3, IMG, IMG), samples)
+    with pytest.raises(KeyError, match=r'no `mask`; add a mask generator'):
+        make_algo('mim').loss(torch.randn(2, 3, IMG, IMG), make_samples(2))
 
 
 def test_extract_feat_and_layer_depth():
@@ -168,3 +219,77 @@ def test_extract_feat_and_layer_depth():
     assert algo.get_layer_depth('backbone.mask_token') == (0, 4)
     assert algo.get_layer_depth('backbone.layers.0.ln1.weight') == (1, 4)
     assert algo.get_layer_depth('head.cls_head.weight') == (3, 4)
+
+
+@pytest.mark.parametrize('mode', ['mapet', 'pim'])
+def test_two_stream_step_has_no_host_readback(mode):
+    """Permutation values are not re-validated per step: loss and backward
+    of a MaPeT / PIM step read nothing back into Python (no host sync)."""
+    algo = make_algo(mode)
+    algo.train()
+    images = torch.randn(2, 3, IMG, IMG)
+    samples = make_samples(2, mode, numpy=True)
+    with NoHostReadback():
+        losses = algo.loss(images, samples)
+        losses['loss'].backward()
+    assert torch.isfinite(losses['loss'])
+    assert algo.backbone.mask_token.grad is not None
+
+
+# ---------------------------------------------------------------------------
+# vocabulary: checked once, when the model and the pipeline are built
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def token_store_16(tmp_path_factory):
+    """A 2x2-token store of two images, vocabulary 16."""
+    root = tmp_path_factory.mktemp('store') / 'tokens'
+    prepare_parts(root, dict(job='test-mapet'))
+    write_chunk(root, 0, np.arange(8).reshape(2, 4), 16)
+    merge_store(root, ['train/a.png', 'train/b.png'], 16, 4,
+                dict(grid=[2, 2], vocab_size=16, crop='center',
+                     tokenizer=dict(codebook_sha256='a' * 64)))
+    return root
+
+
+def _dataset(store, vocab=16):
+    load = TRANSFORMS.build(
+        dict(type='LoadVisualTokens', store=str(store), grid_size=2,
+             vocab_size=vocab))
+    perm = TRANSFORMS.build(
+        dict(type='RandomPatchPermutation', input_size=16, patch_size=8))
+    return SimpleNamespace(pipeline=Compose([load, perm]))
+
+
+def test_vocab_checked_once_at_build(token_store_16):
+    """The head's vocabulary (``MaPeT.vocab_size``) is compared with the
+    tokenizer's when MaPeT is built and with the token store's when the
+    runner builds the training loop; the per-step check is gone."""
+    algo = make_algo(vocab=16)
+    assert algo.vocab_size == algo.head.num_embed == 16
+    check_visual_token_targets(algo, _dataset(token_store_16))  # agrees
+    with pytest.raises(TargetMismatchError,
+                       match=r'model predicts 32 visual tokens but '
+                       r'LoadVisualTokens reads a store with vocab_size=16'):
+        check_visual_token_targets(
+            make_algo(vocab=32), _dataset(token_store_16))
+    with pytest.raises(ValueError, match=r'predicts 16 .*vocab_size=32; set '
+                       r'head.num_embed=32'):
+        make_algo(target_generator=TinyTokenizer(vocab_size=32))
+    # The same checks serve TokenCAE (decoder vocabulary neck.num_classes).
+    cae_cfg = dict(
+        type='TokenCAE',
+        backbone=dict(
+            type='VisibleTokensViT', arch=ARCH, img_size=16, patch_size=8),
+        neck=dict(
+            type='CAENeck', num_classes=32, embed_dims=32, num_heads=2,
+            regressor_depth=1, decoder_depth=1, mask_tokens_num=2,
+            layer_scale_init_value=0.1),
+        head=dict(type='CAEHead', loss=dict(type='CAELoss', lambd=2)))
+    cae = MODELS.build(cae_cfg)
+    assert isinstance(cae, TokenCAE) and cae.vocab_size == 32
+    with pytest.raises(TargetMismatchError, match='model predicts 32'):
+        check_visual_token_targets(cae, _dataset(token_store_16))
+    with pytest.raises(ValueError, match=r'predicts 32 .*vocab_size=16; set '
+                       r'neck.num_classes=16'):
+        MODELS.build(
+            dict(cae_cfg, target_generator=TinyTokenizer(vocab_size=16)))

@@ -1,0 +1,9 @@
+# MaPeT ViT-L/16 with BEiT v2 VQ-KD tokens, FSDP (beyond the paper; see
+# mapet_vit-l_300e_in1k.py for how the recipe is derived from ViT-B).
+_base_ = './mapet_vit-l_300e_in1k.py'
+token_store = 'data/imagenet/visual_tokens/vqkd_8192/'
+train_dataloader = dict(
+    dataset=dict(pipeline=[
+        dict(t, store=token_store) if t['type'] == 'LoadVisualTokens' else t
+        for t in _base_.train_dataloader.dataset.pipeline
+    ]))
