@@ -4,6 +4,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Pinned here (not in setup.py) so cluster users keep their own CUDA torch.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# Exact versions of everything the tests passed with (setup.py has ranges).
+CONSTRAINTS := requirements/constraints.txt
 STAMP := $(VENV)/.mapet-installed
 
 .PHONY: install test demo clean
@@ -25,11 +27,11 @@ export MIM_LINK
 
 install: $(STAMP)
 
-$(STAMP): setup.py Makefile
+$(STAMP): setup.py Makefile $(CONSTRAINTS)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install --quiet --upgrade 'pip>=23' 'setuptools<82' wheel
-	$(PIP) install --quiet $(TORCH_PINS)
-	$(PIP) install --quiet -e '.[tests,cpu]'
+	$(PIP) install --quiet --upgrade -c $(CONSTRAINTS) 'pip>=23' 'setuptools<82' wheel
+	$(PIP) install --quiet -c $(CONSTRAINTS) $(TORCH_PINS)
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[tests,cpu]'
 	$(PY) -c "$$MIM_LINK"
 	touch $(STAMP)
 

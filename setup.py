@@ -53,32 +53,53 @@ def add_mim_extension() -> None:
             shutil.copytree(src, tar)
 
 
+# Bounds: the lower bound of every requirement is the version the test suite
+# passed with (requirements/constraints.txt pins all of them, and
+# tests/test_packaging.py fails when the two disagree); the upper bound is
+# the next major release, the next minor one for the onedl-* forks of the
+# OpenMMLab stack (their minors have changed APIs). `make install` installs
+# exactly the pinned versions; a user's own pip install gets anything within
+# the bounds. torch is bounded, never pinned here: cluster users install
+# their CUDA build (>= the lower bound) first and pip keeps it.
 INSTALL_REQUIRES = [
-    'onedl-mmengine',
-    'onedl-mmcv',
-    'onedl-mmpretrain',
-    'onedl-mmsegmentation',
-    'open_clip_torch',
-    'setuptools<82',  # 81 is the last release shipping pkg_resources
-    'torch',  # not pinned: cluster users bring their own CUDA build
-    'torchvision',
-    'numpy',
-    'matplotlib',
-    'tqdm',
-    'ftfy',
-    'regex',
+    'onedl-mmengine>=0.10.12,<0.11',
+    'onedl-mmcv>=2.3.6,<2.4',
+    'onedl-mmpretrain>=1.3.6,<1.4',
+    'onedl-mmsegmentation>=1.4.2,<1.5',
+    'open_clip_torch>=3.3.0,<4',
+    'setuptools>=81.0.0,<82',  # 81 is the last release shipping pkg_resources
+    'torch>=2.14.1,<3',
+    'torchvision>=0.29.1,<1',
+    'numpy>=2.4.6,<3',
+    'pillow>=13.0.0,<14',
+    'matplotlib>=3.11.2,<4',
+    'tqdm>=4.70.1,<5',
+    'ftfy>=6.3.1,<7',
+    'regex>=2026.11.19,<2027',  # calendar versions: the next year's
+    'safetensors>=0.8.0,<1',  # weights export/import without pickle
 ]
 
 EXTRAS_REQUIRE = {
     # `cpu` and `gpu` are mutually exclusive: both install the `faiss` module.
-    'cpu': ['faiss-cpu'],
-    'gpu': ['faiss-gpu'],
+    # faiss-gpu is the same release line as the tested faiss-cpu.
+    'cpu': ['faiss-cpu>=1.15.1,<2'],
+    'gpu': ['faiss-gpu>=1.15.1,<2'],
     # openmim: `mim search/train mapet` is tested. 0.3.9 is the last release;
     # its openxlab dependency resolves to a release without pins (newer ones
-    # pin setuptools~=60.2, which torch refuses).
+    # pin setuptools~=60.2, which torch refuses). timm: the converter tests
+    # load our exports into timm. PyYAML, opencv-python, mat4py and packaging
+    # come with the OpenMMLab stack; tests import them directly.
     'tests': [
-        'pytest', 'pytest-timeout', 'scikit-image', 'scikit-learn',
-        'openmim>=0.3.9,<0.4'
+        'pytest>=9.2.0,<10',
+        'pytest-timeout>=2.4.0,<3',
+        'scikit-image>=0.26.0,<1',
+        'scikit-learn>=1.9.1,<2',
+        'openmim>=0.3.9,<0.4',
+        'timm>=1.0.31,<2',
+        'PyYAML>=6.0.4,<7',
+        'opencv-python>=5.1.0.95,<6',
+        'mat4py>=0.6.0,<1',
+        'packaging>=26.4,<27',
     ],
 }
 
@@ -93,7 +114,9 @@ if __name__ == '__main__':
         if osp.exists(osp.join(HERE, 'README.md')) else '',
         long_description_content_type='text/markdown',
         license='Apache License 2.0',
-        python_requires='>=3.9',
+        # numpy, matplotlib, pillow, regex and scikit-* at their tested versions
+        # need 3.11
+        python_requires='>=3.11',
         packages=find_packages(exclude=('configs', 'tools', 'tests', 'projects', 'docs')),
         include_package_data=True,
         install_requires=INSTALL_REQUIRES,

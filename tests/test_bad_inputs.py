@@ -19,6 +19,7 @@ from mmpretrain.structures import DataSample
 from torch.utils.data import DataLoader
 
 import mapet  # noqa: F401
+from mapet.datasets.image_decode import DECODER_ID
 from mapet.engine.hooks.nan_guard import NonFiniteLossError
 from mapet.engine.runners import (EmptyDatasetError,
                                   ExactResumeEpochBasedTrainLoop,
@@ -124,7 +125,7 @@ def token_store(tmp_path_factory, demo_data_root) -> Path:
     write_chunk(root, 0, np.arange(8).reshape(2, 4) % 16, 16)
     merge_store(
         root, relpaths, 16, 4,
-        dict(grid=[2, 2], vocab_size=16, crop='center',
+        dict(grid=[2, 2], vocab_size=16, crop='center', decoder=DECODER_ID,
              tokenizer=dict(codebook_sha256='a' * 64)))
     return root
 
@@ -314,3 +315,239 @@ def test_more_processes_than_gpus(monkeypatch):
         check_gpu_count('pytorch')
     monkeypatch.setenv('LOCAL_RANK', '1')
     check_gpu_count('pytorch')  # fits
+
+
+# ================================================================ issue 11
+# Every file type and flag is validated where it enters; each error names
+# the file/flag, the field and the fix.
+
+# ----------------------------------------------------------------- images
+def _png(path, size=16):
+    from PIL import Image
+    noise = np.random.default_rng(0).integers(0, 256, (size, size, 3))
+    Image.fromarray(noise.astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize('make, message', [
+    (lambda p: p.write_bytes(_png(p).read_bytes()[:400]),
+     'cannot be decoded: .*truncated'),
+    (lambda p: p.write_bytes(b''), 'is not an image PIL can read'),
+    (lambda p: p.write_text('not an image'), 'is not an image PIL can read'),
+    (lambda p: None, 'does not exist'),
+])
+def test_bad_image_files_are_named(tmp_path, make, message):
+    from mapet.datasets.image_decode import ImageDecodeError
+    path = tmp_path / 'bad.png'
+    make(path)
+    load = TRANSFORMS.build(dict(type='LoadImageForTokens'))
+    with pytest.raises(ImageDecodeError, match=f'Image .*bad.png {message}'):
+        load(dict(img_path=str(path)))
+
+
+def test_oversized_image_is_refused_before_decoding(tmp_path):
+    from mapet.datasets.image_decode import ImageDecodeError
+    path = _png(tmp_path / 'big.png', 16)
+    load = TRANSFORMS.build(dict(type='LoadImageForTokens', max_pixels=100))
+    with pytest.raises(ImageDecodeError, match='big.png is 16x16 = 256 pixels,'
+                       ' more than max_pixels=100: refused before decoding'):
+        load(dict(img_path=str(path)))
+
+
+def test_non_utf8_image_name_is_refused(tmp_path):
+    import os
+    from mapet.extraction.images import list_image_folder
+    folder = os.fsencode(str(tmp_path)) + b'/c'
+    os.makedirs(folder)
+    _png(Path(os.fsdecode(folder + b'/caf\xe9.png')))
+    with pytest.raises(ValueError, match=r"caf\\xe9.png' is not valid UTF-8.*"
+                       'Rename it'):
+        list_image_folder(str(tmp_path))
+
+
+def test_mmcv_image_loader_with_token_store_is_refused(token_store):
+    from mapet.engine.runners.target_checks import check_visual_token_targets
+    from mmengine.dataset import Compose
+    from types import SimpleNamespace
+    model = MODELS.build(dict(type='MaPeT', backbone=BACKBONE, head=HEAD))
+    pipeline = Compose([
+        TRANSFORMS.build(dict(type='LoadImageFromFile')),
+        TRANSFORMS.build(dict(type='LoadVisualTokens', store=str(token_store),
+                              grid_size=2, vocab_size=16))])
+    with pytest.raises(TargetMismatchError, match='LoadImageFromFile loads '
+                       'the images .* decodes with mmcv/cv2.*LoadImageFor'
+                       'Tokens'):
+        check_visual_token_targets(model, SimpleNamespace(pipeline=pipeline))
+
+
+# ------------------------------------------------------------ token store
+def _copy_store(token_store, tmp_path):
+    import shutil
+    root = tmp_path / 'store'
+    shutil.copytree(token_store, root)
+    return root
+
+
+def _edit_manifest(root, **fields):
+    import json
+    manifest = json.loads((root / 'manifest.json').read_text())
+    manifest.update(fields)
+    (root / 'manifest.json').write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize('edit, message', [
+    (lambda r: (r / 'manifest.json').write_text(
+        (r / 'manifest.json').read_text()[:40]),
+     'manifest .*manifest.json is not valid JSON'),
+    (lambda r: (r / 'manifest.json').write_text('[1, 2]'),
+     'is not a JSON object'),
+    (lambda r: _edit_manifest(r, grid=[3, 3]),
+     r'grid=\[3, 3\] does not give num_tokens=4'),
+    (lambda r: _edit_manifest(r, vocab_size=0),
+     r'vocab_size=0 \(a positive integer\)'),
+    (lambda r: _edit_manifest(r, num_images='2'),
+     r"num_images='2' \(a positive integer\)"),
+    (lambda r: _edit_manifest(r, tokens_sha256=None),
+     r'tokens.npy in .* is corrupt: sha256 [0-9a-f]{64} != manifest None'),
+    (lambda r: (r / 'index.npy').write_bytes(
+        (r / 'index.npy').read_bytes()[:-20]),
+     'incomplete or corrupt'),
+])
+def test_edited_or_truncated_token_store_is_refused(token_store, tmp_path,
+                                                    edit, message):
+    root = _copy_store(token_store, tmp_path)
+    edit(root)
+    with pytest.raises(TokenStoreError, match=message):
+        TRANSFORMS.build(dict(type='LoadVisualTokens', store=str(root),
+                              grid_size=2, vocab_size=16))
+
+
+def test_token_store_values_outside_manifest_are_refused(token_store,
+                                                         tmp_path):
+    from mapet.utils.atomic import sha256_file
+    # vocab_size edited down to 4 (tokens go up to 7): checksums still match.
+    root = _copy_store(token_store, tmp_path)
+    _edit_manifest(root, vocab_size=4)
+    with pytest.raises(TokenStoreError, match='holds token 7 >= '
+                       'vocab_size=4 of its manifest'):
+        TRANSFORMS.build(dict(type='LoadVisualTokens', store=str(root),
+                              grid_size=2, vocab_size=4))
+    # An index re-sorted by hand, with a matching checksum.
+    root = _copy_store(token_store, tmp_path / 'b')
+    index = np.load(root / 'index.npy')
+    np.save(root / 'index.npy', index[::-1].copy())
+    _edit_manifest(root, index_sha256=sha256_file(root / 'index.npy'))
+    with pytest.raises(TokenStoreError, match='index.npy .* is not sorted '
+                       'and unique'):
+        TRANSFORMS.build(dict(type='LoadVisualTokens', store=str(root),
+                              grid_size=2, vocab_size=16))
+
+
+@pytest.mark.parametrize('codebook, message', [
+    ('UNSET: centroids_sha256 of the fitted k-CLIP codebook',
+     "is neither a codebook file nor a 64-hex-digit centroids_sha256. Pin"),
+    ('a' * 63, 'is neither a codebook file'),
+])
+def test_codebook_pin_must_be_set(token_store, codebook, message):
+    with pytest.raises(ValueError, match=message):
+        TRANSFORMS.build(dict(type='LoadVisualTokens', store=str(token_store),
+                              grid_size=2, vocab_size=16, codebook=codebook))
+    # The right pin passes.
+    TRANSFORMS.build(dict(type='LoadVisualTokens', store=str(token_store),
+                          grid_size=2, vocab_size=16, codebook='a' * 64))
+
+
+# --------------------------------------------------------------- codebook
+@pytest.mark.parametrize('make, message', [
+    (lambda p: np.save(p, np.zeros((0, 8), np.float32)),
+     'has K=0 centroids .* it is empty. Re-fit it with --num-centroids'),
+    (lambda p: p.write_text('not a codebook'),
+     'cannot be read as a .npz/.npy array file'),
+    (lambda p: np.save(p, np.array([[1.0, float('nan')]], np.float32)),
+     'contains NaN or inf'),
+])
+def test_bad_codebook_files(tmp_path, make, message):
+    from mapet.models.tokenizers.codebook import load_codebook
+    path = tmp_path / 'codebook.npy'
+    make(path)
+    with pytest.raises(ValueError, match=f'Codebook .*codebook.npy {message}'
+                       if 'K=0' not in message else message):
+        load_codebook(str(path))
+
+
+def test_empty_codebook_is_never_written(tmp_path):
+    from mapet.models.tokenizers.codebook import save_codebook
+    with pytest.raises(ValueError, match=r'K, D >= 1, got \(0, 8\)'):
+        save_codebook(str(tmp_path / 'c.npz'), np.zeros((0, 8)), {})
+    assert not (tmp_path / 'c.npz').exists()
+
+
+# ------------------------------------------------------------ checkpoints
+@pytest.mark.parametrize('make, message', [
+    (lambda p: p.write_bytes(b''), r'is empty \(0 bytes\)'),
+    (lambda p: p.write_text('hello'), "is not a torch checkpoint .*text"),
+    (lambda p: np.savez(open(p, 'wb'), a=np.zeros(2)),
+     r"is a zip archive but not a torch checkpoint \(entries \['a.npy'\]"),
+])
+def test_files_that_are_not_checkpoints(tmp_path, make, message):
+    from mapet.utils.checkpoint import load_checkpoint_file
+    from mapet.utils.checkpoint_format import NotACheckpointError
+    path = tmp_path / 'model.pth'
+    make(path)
+    with pytest.raises(NotACheckpointError, match=f'model.pth {message}'):
+        load_checkpoint_file(str(path))
+
+
+# ------------------------------------------------------ annotation pickles
+def test_pickled_annotation_file_is_refused(tmp_path, demo_data_root):
+    import pickle
+    from mapet.engine.runners import PickledAnnotationError
+    ann = tmp_path / 'train.pkl'
+    ann.write_bytes(pickle.dumps(dict(metainfo={}, data_list=[])))
+    cfg = dict(type='CustomDataset', data_root=str(demo_data_root),
+               ann_file=str(ann), data_prefix='train', pipeline=[])
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        with pytest.raises(PickledAnnotationError, match='train.pkl of '
+                           'CustomDataset is a pickle: .*Convert it once'):
+            full_init_checked(cfg)
+    # extract_tokens.py --dataset-config goes through the same check.
+    from mapet.extraction.images import list_dataset_config
+    config = tmp_path / 'ds.py'
+    config.write_text(f'train_dataloader = dict(dataset={cfg!r})\n')
+    with pytest.raises(PickledAnnotationError, match='is a pickle'):
+        list_dataset_config(str(config))
+
+
+# ---------------------------------------------------------------- CLI flags
+@pytest.mark.parametrize('kind, value, message', [
+    ('positive_int', '0', r'must be a positive integer \(>= 1\), got 0'),
+    ('positive_int', '-1', r'must be a positive integer \(>= 1\), got -1'),
+    ('positive_int', 'x', "'x' is not an integer"),
+    ('fraction', '0', r'must be in \(0, 1\], got 0.0'),
+    ('non_negative_int', '-2', 'must be >= 0, got -2'),
+])
+def test_cli_value_types(kind, value, message):
+    import argparse
+    from mapet.extraction import cli
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        getattr(cli, kind)(value)
+
+
+@pytest.mark.parametrize('tool, args, message', [
+    ('tools/tokenizers/extract_tokens.py',
+     ['--codebook', 'x', '--chunk-size', '0'],
+     r'argument --chunk-size: must be a positive integer \(>= 1\), got 0'),
+    ('tools/tokenizers/fit_kclip_codebook.py',
+     ['--work-dir', 'w', '--num-centroids', '0', '--input-size', '448'],
+     r'argument --num-centroids: must be a positive integer'),
+])
+def test_tool_flags_are_validated(tmp_path, tools_env, tool, args, message):
+    import re
+    import subprocess
+    import sys
+    proc = subprocess.run(
+        [sys.executable, tool, '--image-folder', str(tmp_path), '--out',
+         str(tmp_path / 'out'), *args],
+        cwd=REPO, env=tools_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert re.search(message, proc.stderr), proc.stderr

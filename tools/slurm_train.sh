@@ -19,10 +19,20 @@ GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
-PYTHON=${PYTHON:-python}
+# The interpreter: $PYTHON if set; else the virtual environment that
+# `make install` creates next to tools/ (.venv), so no activation is needed;
+# else `python` from PATH (an activated conda/venv environment).
+REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x "$REPO_ROOT/.venv/bin/python" ]; then
+        PYTHON="$REPO_ROOT/.venv/bin/python"
+    else
+        PYTHON=python
+    fi
+fi
 
 # SRUN_ARGS is intentionally unquoted: it holds several srun options.
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
+PYTHONPATH="$REPO_ROOT":$PYTHONPATH \
 srun -p "${PARTITION}" \
     --job-name="${JOB_NAME}" \
     --gres=gpu:"${GPUS_PER_NODE}" \
@@ -31,5 +41,5 @@ srun -p "${PARTITION}" \
     --cpus-per-task="${CPUS_PER_TASK}" \
     --kill-on-bad-exit=1 \
     ${SRUN_ARGS} \
-    "$PYTHON" -u "$(dirname "$0")/train.py" "${CONFIG}" \
+    "$PYTHON" -u "$REPO_ROOT/tools/train.py" "${CONFIG}" \
     --work-dir="${WORK_DIR}" --launcher="slurm" "${@:5}"

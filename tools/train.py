@@ -41,7 +41,8 @@ from mmengine.runner import Runner
 
 import mapet  # noqa: F401  (registers components and the mapet:: scope)
 from mapet.utils.dist_env import (check_gpu_count, init_distributed,
-                                  setup_default_scope, use_cpu_ddp)
+                                  setup_default_scope, sync_bn_to_bn_on_cpu,
+                                  use_cpu_ddp)
 from mapet.utils.precision import AMP_DTYPES, apply_amp_dtype
 from mapet.utils.sharding import check_fsdp_runner, prepare_fsdp, uses_fsdp
 
@@ -220,6 +221,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         check_fsdp_runner(cfg)
     else:
         use_cpu_ddp(cfg)
+        sync_bn_to_bn_on_cpu(cfg)  # SyncBN needs GPUs; CPU DDP gets BN
 
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)

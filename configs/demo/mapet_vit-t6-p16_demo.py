@@ -34,7 +34,9 @@ model = dict(
     head=dict(num_embed=vocab_size))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    # mapet's decoder, the one token extraction used (EXIF orientation,
+    # bit depth, palette, CMYK): the pixels match the stored tokens.
+    dict(type='LoadImageForTokens'),
     dict(
         type='LoadVisualTokens',
         store=token_store,

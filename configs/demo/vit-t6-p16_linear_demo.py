@@ -47,9 +47,13 @@ test_pipeline = [
     dict(type='CenterCrop', crop_size=img_size),
     dict(type='PackInputs'),
 ]
+# `classes` (= data/demo/meta/classes.txt, label order): CustomDataset reads
+# no names from an ann_file, and checkpoints store them as
+# meta.dataset_meta for get_model / ImageClassificationInferencer.
 _demo_dataset = dict(
     _delete_=True, type='CustomDataset', data_root=data_root,
-    with_label=True)
+    with_label=True, classes=['astronaut', 'cat', 'coffee', 'galaxies',
+                              'motorcycle', 'retina', 'rocket', 'tissue'])
 train_dataloader = dict(
     batch_size=64,
     num_workers=2,

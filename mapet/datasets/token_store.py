@@ -247,8 +247,18 @@ class TokenStore:
             raise TokenStoreError(
                 f'Token store {self.root} is incomplete: no {MANIFEST_NAME}'
                 f'{hint}')
-        with open(manifest_path, encoding='utf-8') as f:
-            self.manifest: Dict = json.load(f)
+        try:
+            with open(manifest_path, encoding='utf-8') as f:
+                self.manifest: Dict = json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise TokenStoreError(
+                f'Token store manifest {manifest_path} is not valid JSON '
+                f'({e}): it was truncated or edited. Re-extract the store '
+                '(or rerun the merge of extract_tokens.py).') from None
+        if not isinstance(self.manifest, dict):
+            raise TokenStoreError(
+                f'Token store manifest {manifest_path} is not a JSON object; '
+                'it was edited. Re-extract the store.')
         if self.manifest.get('format') != STORE_FORMAT:
             raise TokenStoreError(
                 f'{manifest_path} has format {self.manifest.get("format")!r},'
@@ -257,9 +267,45 @@ class TokenStore:
             raise TokenStoreError(
                 f'Token store {self.root} is incomplete (manifest says '
                 'complete=false)')
+        self._check_manifest_fields(manifest_path)
         self._tokens: Optional[np.ndarray] = None
         self._index: Optional[np.ndarray] = None
         self._check_arrays()
+
+    def _check_manifest_fields(self, manifest_path: str) -> None:
+        """Every field the loader relies on: present, typed, consistent."""
+        m = self.manifest
+        problems = []
+
+        def positive_int(key):
+            value = m.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or \
+                    value < 1:
+                problems.append(f'{key}={value!r} (a positive integer)')
+                return None
+            return value
+
+        n, t, vocab = (positive_int('num_images'), positive_int('num_tokens'),
+                       positive_int('vocab_size'))
+        grid = m.get('grid')
+        if not (isinstance(grid, list) and len(grid) == 2 and all(
+                isinstance(g, int) and not isinstance(g, bool) and g >= 1
+                for g in grid)):
+            problems.append(f'grid={grid!r} (two positive integers)')
+        elif t is not None and grid[0] * grid[1] != t:
+            problems.append(f'grid={grid} does not give num_tokens={t}')
+        if vocab is not None and vocab > MAX_VOCAB:
+            problems.append(f'vocab_size={vocab} (at most {MAX_VOCAB})')
+        if not isinstance(m.get('crop'), str):
+            problems.append(f"crop={m.get('crop')!r} (a string)")
+        # The arrays' checksums are compared in verify().
+        del n
+        if problems:
+            raise TokenStoreError(
+                f'Token store manifest {manifest_path} is invalid: ' +
+                '; '.join(problems) + '. It was edited or written by '
+                'another tool; re-extract the store with '
+                'tools/tokenizers/extract_tokens.py.')
 
     def __getstate__(self) -> Dict:
         state = dict(self.__dict__)
@@ -328,6 +374,11 @@ class TokenStore:
         return str(self.manifest['crop'])
 
     @property
+    def decoder(self) -> Optional[str]:
+        """The image decoder the tokens were computed from (or None)."""
+        return self.manifest.get('decoder')
+
+    @property
     def codebook_sha256(self) -> Optional[str]:
         return self.manifest.get('tokenizer', {}).get('codebook_sha256')
 
@@ -335,10 +386,16 @@ class TokenStore:
               grid_size: Union[int, Sequence[int], None] = None,
               vocab_size: Optional[int] = None,
               crop: Optional[str] = None,
-              codebook_sha256: Optional[str] = None) -> None:
+              codebook_sha256: Optional[str] = None,
+              decoder: Optional[str] = None,
+              allow_unrecorded_decoder: bool = False) -> None:
         """Raise if the store does not match what a pipeline expects.
 
         Args:
+            decoder (str, optional): Expected image decoder
+                (:data:`mapet.datasets.image_decode.DECODER_ID`).
+            allow_unrecorded_decoder (bool): Accept a store whose manifest
+                records no decoder (written before it was recorded).
             grid_size (int | Sequence[int], optional): Expected token grid.
             vocab_size (int, optional): Expected vocabulary size.
             crop (str, optional): Expected crop mode.
@@ -362,6 +419,23 @@ class TokenStore:
                 f'codebook: store was written with codebook sha256 '
                 f'{self.codebook_sha256}, expected {codebook_sha256} (the '
                 'store comes from another codebook/tokenizer)')
+        if decoder is not None and self.decoder != decoder and not (
+                self.decoder is None and allow_unrecorded_decoder):
+            if self.decoder is None:
+                problems.append(
+                    'image decoder: the manifest records none (the store '
+                    'was extracted before mapet recorded it, possibly '
+                    f'with other pixels than the trainer\'s {decoder!r}: '
+                    'EXIF rotation, 16-bit, palette and CMYK images '
+                    'differ); re-extract it with tools/tokenizers/'
+                    'extract_tokens.py, or pass LoadVisualTokens('
+                    'allow_unrecorded_decoder=True) if you know it was '
+                    'decoded the same way')
+            else:
+                problems.append(
+                    f'image decoder: store {self.decoder!r}, trainer '
+                    f'{decoder!r} (the tokens were computed from other '
+                    'pixels); re-extract the store with this version')
         if problems:
             raise TokenStoreError(
                 f'Token store {self.root} does not match the pipeline: ' +
@@ -376,6 +450,19 @@ class TokenStore:
                 raise TokenStoreError(
                     f'{name} in {self.root} is corrupt: sha256 {digest} != '
                     f'manifest {self.manifest.get(key)}')
+        # Values the loader relies on: tokens inside the vocabulary, keys
+        # sorted and unique (rows are found by binary search).
+        if self.num_images and int(self.tokens.max()) >= self.vocab_size:
+            raise TokenStoreError(
+                f'{TOKENS_NAME} in {self.root} holds token '
+                f'{int(self.tokens.max())} >= vocab_size={self.vocab_size} '
+                'of its manifest; re-extract the store.')
+        index = self.index
+        if len(index) > 1 and not bool(np.all(index[1:] > index[:-1])):
+            raise TokenStoreError(
+                f'{INDEX_NAME} in {self.root} is not sorted and unique: '
+                'images would be matched to the wrong tokens; re-extract '
+                'the store.')
 
     def row(self, relpath: str) -> int:
         """Row of ``relpath`` or -1 when absent."""

@@ -76,6 +76,7 @@ class StudyConfig:
     knn_temperature: float = DINO_TEMPERATURE
     tokenizer_seed: int = 0
     threads: int = 1
+    tokens_dir: Optional[str] = None  # reuse a codebook + store (same args)
     extra: Dict = field(default_factory=dict)
 
 
@@ -135,7 +136,7 @@ def build_tokens(cfg: StudyConfig, log: Callable[[str], None]) -> Dict:
     train_rel, train_labels = read_split(cfg.data_root, 'train')
     val_rel, val_labels = read_split(cfg.data_root, 'val')
     records = [ImageRecord(r, osp.join(cfg.data_root, r)) for r in train_rel]
-    work = osp.join(cfg.out_dir, 'tokens')
+    work = cfg.tokens_dir or osp.join(cfg.out_dir, 'tokens')
     os.makedirs(work, exist_ok=True)
     store_dir = osp.join(work, 'store')
     codebook = osp.join(work, 'codebook.npz')
@@ -529,10 +530,31 @@ def plot(summary: List[Dict], meta: Dict, out: str) -> None:
     plt.close(fig)
 
 
+def markdown_table(result: Dict) -> str:
+    """The summary of a ``study.json`` as a Markdown table."""
+    m = result['meta']
+    lines = [
+        f'{m["dataset"]}: n_train={m["n_train"]}, n_val={m["n_val"]}, '
+        f'{m["num_classes"]} classes (chance {m["chance"]:.1f} %), '
+        f'{m["num_seeds"]} pre-training seeds x {m["num_probe_seeds"]} '
+        f'probe seeds; tokenizer: {m["tokenizer"]}', '',
+        '| objective | augment | seeds | k-NN top-1 % | linear top-1 % |',
+        '|---|---|---|---|---|'
+    ]
+    for r in result['summary']:
+        lines.append(
+            f'| {r["objective"]} | {r["augment"]} | {len(r["seeds"])} | '
+            f'{r["knn_mean"]:.1f} +- {r["knn_std"]:.1f} | '
+            f'{r["linear_mean"]:.1f} +- {r["linear_std"]:.1f} |')
+    return '\n'.join(lines) + '\n'
+
+
 def run_study(cfg: StudyConfig,
               log: Callable[[str], None] = print) -> Dict:
     """Run the whole study; writes ``study.json`` and ``study.png``."""
+    import logging
     torch.set_num_threads(cfg.threads)
+    logging.getLogger('mmengine').setLevel(logging.WARNING)
     os.makedirs(cfg.out_dir, exist_ok=True)
     t0 = time.time()
     data = build_tokens(cfg, log)
@@ -554,6 +576,8 @@ def run_study(cfg: StudyConfig,
                 res = evaluate(cfg, backbone, data)
                 runs.append(dict(objective=obj, augment=aug, seed=seed,
                                  pretrain=stats, **res))
+                with open(json_path + '.partial', 'w') as f:
+                    json.dump(dict(config=asdict(cfg), runs=runs), f)
                 log(f'{obj}/{aug} seed {seed}: k-NN {res["knn_top1"]:.1f} '
                     f'%, linear {np.mean(res["linear_top1"]):.1f} % '
                     f'(probe seeds {["%.1f" % a for a in res["linear_top1"]]})')
@@ -578,6 +602,10 @@ def run_study(cfg: StudyConfig,
     result = dict(config=asdict(cfg), meta=meta, summary=summary, runs=runs)
     with open(json_path, 'w') as f:
         json.dump(result, f, indent=2)
+    if osp.exists(json_path + '.partial'):
+        os.remove(json_path + '.partial')
     plot(summary, meta, osp.join(cfg.out_dir, 'study.png'))
+    with open(osp.join(cfg.out_dir, 'study.md'), 'w') as f:
+        f.write(markdown_table(result))
     log(f'wrote {json_path} and study.png in {meta["seconds_total"]:.0f} s')
     return result

@@ -10,6 +10,44 @@ from typing import List, Optional, Tuple
 from .images import ImageRecord, list_dataset_config, list_image_folder
 
 
+def positive_int(value: str) -> int:
+    """argparse type: an integer >= 1 (argparse names the flag)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'{value!r} is not an integer') from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(
+            f'must be a positive integer (>= 1), got {number}')
+    return number
+
+
+def non_negative_int(value: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'{value!r} is not an integer') from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f'must be >= 0, got {number}')
+    return number
+
+
+def fraction(value: str) -> float:
+    """argparse type: a float in (0, 1]."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{value!r} is not a number') \
+            from None
+    if not 0.0 < number <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f'must be in (0, 1], got {number}')
+    return number
+
+
 def add_image_source_args(parser: argparse.ArgumentParser) -> None:
     """``--dataset-config`` | ``--image-folder``, ``--split``,
     ``--data-root``."""
@@ -39,8 +77,8 @@ def add_clip_args(parser: argparse.ArgumentParser) -> None:
 
 def add_loader_args(parser: argparse.ArgumentParser) -> None:
     """``--batch-size``, ``--num-workers``."""
-    parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--num-workers', type=int, default=4)
+    parser.add_argument('--batch-size', type=positive_int, default=32)
+    parser.add_argument('--num-workers', type=non_negative_int, default=4)
 
 
 def pretrained_arg(value: str) -> Optional[str]:

@@ -17,6 +17,8 @@ from torch.utils.data import DataLoader
 
 from mapet.utils.atomic import atomic_write
 from mapet.datasets import token_store as ts
+from mapet.datasets.image_decode import DECODER_ID
+
 from .images import CenterCropImages, ImageRecord, dist_barrier, sorted_unique
 
 FAISS_MISSING = (
@@ -97,6 +99,9 @@ def extract_tokens(tokenizer: nn.Module,
         grid=list(grid),
         vocab_size=vocab,
         crop=crop,
+        # The pixels the tokens were computed from (LoadVisualTokens
+        # refuses a store decoded otherwise).
+        decoder=DECODER_ID,
         input_size=[size, size],
         interpolation=tokenizer.interpolation,
         mean=list(tokenizer.mean),

@@ -23,6 +23,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from mapet.datasets.image_decode import decode_image
+
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
                   '.tiff', '.webp')
 # Collectives of the tools wait for the slowest rank's whole extraction.
@@ -51,6 +53,18 @@ def sorted_unique(records: Sequence[ImageRecord]) -> List[ImageRecord]:
     return out
 
 
+def _check_utf8_name(path: str) -> None:
+    """Token-store keys are UTF-8 paths: refuse names that are not."""
+    try:
+        path.encode('utf-8')
+    except UnicodeEncodeError:
+        raise ValueError(
+            f'Image file name {os.fsencode(path)!r} is not valid UTF-8: '
+            'token store keys are UTF-8 relative paths, and the trainer '
+            'would not find this image again. Rename it to UTF-8 (e.g. '
+            '`convmv -f latin1 -t utf8 -r --notest DIR`).') from None
+
+
 def list_image_folder(root: str) -> List[ImageRecord]:
     """All images under ``root`` (recursive), keyed relative to ``root``."""
     if not osp.isdir(root):
@@ -61,6 +75,7 @@ def list_image_folder(root: str) -> List[ImageRecord]:
         for name in sorted(filenames):
             if name.lower().endswith(IMG_EXTENSIONS):
                 path = osp.join(dirpath, name)
+                _check_utf8_name(path)
                 records.append(ImageRecord(_posix_rel(path, root), path))
     return sorted_unique(records)
 
@@ -89,14 +104,22 @@ def list_dataset_config(config: str,
     if data_root is not None:
         ds_cfg['data_root'] = data_root
     ds_cfg['pipeline'] = []
+    ds_cfg['lazy_init'] = True
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         dataset = DATASETS.build(ds_cfg)
+    # No annotation file is unpickled (it can execute code).
+    from mapet.engine.runners.dataloader_checks import \
+        refuse_pickled_annotations
+    refuse_pickled_annotations(dataset)
+    if hasattr(dataset, 'full_init'):
+        dataset.full_init()
     if not hasattr(dataset, 'get_data_info'):
         raise TypeError(f'{type(dataset).__name__} is not a BaseDataset')
     root = dataset.data_root or dataset.data_prefix.get('img_path', '')
     records = []
     for i in range(len(dataset)):
         path = dataset.get_data_info(i)['img_path']
+        _check_utf8_name(path)
         records.append(ImageRecord(_posix_rel(path, root or '.'), path))
     return sorted_unique(records)
 
@@ -138,8 +161,9 @@ class CenterCropImages(Dataset):
 
     def __getitem__(self, i: int) -> Tuple[torch.Tensor, int]:
         idx = self.indices[i]
-        with Image.open(self.records[idx].path) as img:
-            return self.transform(img.convert('RGB')), idx
+        # The trainer's LoadImageForTokens decodes with the same function.
+        img = Image.fromarray(decode_image(self.records[idx].path))
+        return self.transform(img), idx
 
 
 def init_tool_dist() -> Tuple[int, int, torch.device]:

@@ -164,7 +164,7 @@ def extract_view_tokens(tokenizer: nn.Module,
         for j in range(c * chunk_size, c * chunk_size + sizes[c])
     ]
     if device is None:
-        device = next(iter(tokenizer.parameters())).device
+        device = next(iter(tokenizer.buffers()), torch.empty(0)).device
     tokenizer.to(device)
     dataset = ViewImages(images, size, tokenizer.mean, tokenizer.std,
                          view_cfg, tokenizer.interpolation, serve)

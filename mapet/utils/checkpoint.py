@@ -37,7 +37,7 @@ import os
 import os.path as osp
 import pickle
 import re
-from typing import IO, Any, Callable, List, Optional, Union
+from typing import IO, Any, Callable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -163,7 +163,8 @@ def _describe(file: Union[str, os.PathLike, IO]) -> str:
 
 def safe_torch_load(file: Union[str, os.PathLike, IO],
                     map_location: Optional[Any] = None,
-                    weights_only: Optional[bool] = None) -> Any:
+                    weights_only: Optional[bool] = None,
+                    extra_safe_globals: Sequence[Callable] = ()) -> Any:
     """Load with ``weights_only=True`` and mapet's allow-list; no fallback.
 
     The allow-list applies to this call only (torch's ``safe_globals``
@@ -176,6 +177,10 @@ def safe_torch_load(file: Union[str, os.PathLike, IO],
             explicit ``False`` from a caller is honoured (that caller asked
             for unrestricted unpickling in its own code); mmengine never
             passes it. Defaults to None.
+        extra_safe_globals (Sequence[Callable]): Exactly these further types
+            are allowed, for this call only (e.g. ``argparse.Namespace``, the
+            ``args`` of timm's ``CheckpointSaver``, in the official MaPeT
+            converter). Defaults to ().
 
     Returns:
         Any: The loaded object.
@@ -187,7 +192,8 @@ def safe_torch_load(file: Union[str, os.PathLike, IO],
     if weights_only is False:
         return torch.load(file, map_location=map_location, weights_only=False)
     try:
-        with torch.serialization.safe_globals(safe_globals()):
+        allow = safe_globals() + list(extra_safe_globals)
+        with torch.serialization.safe_globals(allow):
             return torch.load(
                 file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -233,12 +239,19 @@ def verify_checkpoint(filename: str) -> bool:
 
 
 def load_checkpoint_file(filename: str,
-                         map_location: Optional[Any] = None) -> Any:
+                         map_location: Optional[Any] = None,
+                         extra_safe_globals: Sequence[Callable] = ()) -> Any:
     """Verify a local file's sidecar, then load it with :func:`safe_torch_load`.
+
+    A ``.safetensors`` file is read without unpickling anything and comes
+    back as ``{'state_dict': ..., 'meta': ...}``
+    (:func:`mapet.utils.safetensors_io.load_safetensors`).
 
     Args:
         filename (str): Checkpoint path (``~`` is expanded).
         map_location (optional): As :func:`torch.load`.
+        extra_safe_globals (Sequence[Callable]): See
+            :func:`safe_torch_load`. Defaults to ().
 
     Returns:
         Any: The checkpoint.
@@ -259,7 +272,15 @@ def load_checkpoint_file(filename: str,
             'after it was written. Use an earlier checkpoint (with '
             '--resume auto the newest intact one is picked), or delete '
             'the .sha256 file if you changed the checkpoint on purpose.')
-    return safe_torch_load(expanded, map_location=map_location)
+    from .safetensors_io import is_safetensors, load_safetensors
+    if is_safetensors(expanded):
+        return load_safetensors(expanded, map_location=map_location)
+    from .checkpoint_format import check_torch_checkpoint_file
+    check_torch_checkpoint_file(expanded)  # empty / text / .npz: named
+    return safe_torch_load(
+        expanded,
+        map_location=map_location,
+        extra_safe_globals=extra_safe_globals)
 
 
 def data_only_message_hub(state: dict) -> dict:

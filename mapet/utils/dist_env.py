@@ -5,14 +5,18 @@ so ``--launcher pytorch|slurm|mpi`` fails on a machine without CUDA, and its
 default DDP wrapper passes ``device_ids=[LOCAL_RANK]``, which DDP rejects for
 CPU modules. On such machines :func:`init_distributed` initialises a
 ``gloo`` process group itself before the Runner is built (the Runner then
-skips its own ``init_dist``), and :func:`use_cpu_ddp` makes the Runner build
-DDP with ``device_ids=None``. With CUDA nothing changes except a clear error
-when a node starts more processes than it has visible GPUs.
+skips its own ``init_dist``), :func:`use_cpu_ddp` makes the Runner build
+DDP with ``device_ids=None`` and :func:`sync_bn_to_bn_on_cpu` trains SyncBN
+models (mmseg's UperNet) with BN, with a logged warning. With CUDA nothing
+changes except a clear error when a node starts more processes than it has
+visible GPUs.
 """
 import datetime
+import inspect
+import logging
 import os
 import subprocess
-from typing import Optional
+from typing import List, Optional
 
 import torch
 import torch.distributed as torch_dist
@@ -20,8 +24,11 @@ from mmengine.config import Config
 
 __all__ = [
     'local_rank_from_env', 'check_gpu_count', 'init_distributed',
-    'use_cpu_ddp', 'setup_default_scope'
+    'use_cpu_ddp', 'sync_bn_to_bn_on_cpu', 'setup_default_scope'
 ]
+
+#: Norm types that synchronise statistics across processes (GPU only).
+SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
 
 
 def local_rank_from_env(launcher: str) -> int:
@@ -147,6 +154,108 @@ def use_cpu_ddp(cfg: Config) -> None:
     if isinstance(wrapper_type, type) and issubclass(wrapper_type,
                                                      DistributedDataParallel):
         wrapper_cfg['device_ids'] = None
+
+
+def _is_sync_bn(norm_cfg) -> bool:
+    if not isinstance(norm_cfg, dict):
+        return False
+    norm_type = norm_cfg.get('type')
+    if isinstance(norm_type, str):
+        return norm_type.rpartition('.')[2] in SYNC_BN_TYPES
+    return norm_type is torch.nn.SyncBatchNorm
+
+
+def _as_bn(norm_cfg: dict) -> dict:
+    norm_type = norm_cfg['type']
+    scope, dot, _ = norm_type.rpartition('.') if isinstance(
+        norm_type, str) else ('', '', '')
+    return dict(norm_cfg, type=f'{scope}{dot}BN')
+
+
+def _registered_class(type_name, scope: Optional[str]):
+    """The class a model config's ``type`` builds (None if unknown)."""
+    if not isinstance(type_name, str):
+        return type_name if inspect.isclass(type_name) else None
+    from mmengine.registry import MODELS
+    keys = [type_name]
+    if scope and '.' not in type_name:
+        keys.insert(0, f'{scope}.{type_name}')  # the root does not switch
+    for key in keys:
+        try:
+            cls = MODELS.get(key)
+        except Exception:  # noqa: BLE001 (unknown scope or name)
+            cls = None
+        if cls is not None:
+            return cls
+    return None
+
+
+def _replace_sync_bn(node, path: str, found: List[str],
+                     scope: Optional[str]) -> None:
+    """Rewrite SyncBN norm configs under ``node`` in place; record paths.
+
+    Besides explicit ``type='SyncBN'`` entries, a module whose constructor
+    *defaults* to SyncBN (mmseg's ``Feature2Pyramid``) gets an explicit BN
+    argument.
+    """
+    if isinstance(node, dict):
+        if _is_sync_bn(node):
+            node.update(_as_bn(node))
+            found.append(path)
+        cls = _registered_class(node.get('type'), scope) \
+            if 'type' in node else None
+        if cls is not None:
+            try:
+                params = inspect.signature(cls.__init__).parameters
+            except (TypeError, ValueError):
+                params = {}
+            for name, param in params.items():
+                if name not in node and _is_sync_bn(param.default):
+                    node[name] = _as_bn(param.default)
+                    found.append(f'{path}.{name} (default)')
+        for key, value in node.items():
+            _replace_sync_bn(value, f'{path}.{key}', found, scope)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            _replace_sync_bn(value, f'{path}[{i}]', found, scope)
+
+
+def sync_bn_to_bn_on_cpu(cfg: Config) -> List[str]:
+    """Train SyncBN models with plain BN in multi-process CPU runs.
+
+    ``torch.nn.SyncBatchNorm`` refuses CPU tensors whenever a process group
+    is initialised (any ``--launcher`` but ``none``), so mmseg's UperNet
+    configs (``norm_cfg=dict(type='SyncBN')``) cannot train on CPU with
+    ``tools/dist_train.sh``. Without CUDA this replaces every SyncBN norm
+    config in ``cfg.model`` by ``BN`` and gives modules whose constructor
+    defaults to SyncBN (mmseg's ``Feature2Pyramid`` neck) an explicit BN
+    (same parameters and buffers, so checkpoints are interchangeable;
+    statistics become per process), and logs a warning naming them. With
+    CUDA, or a non-distributed run, nothing changes.
+
+    Args:
+        cfg (Config): The full config (``cfg.launcher`` must be set).
+
+    Returns:
+        List[str]: Config paths of the replaced norm configs.
+    """
+    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+        return []
+    found: List[str] = []
+    if cfg.get('model') is not None:
+        scope = setup_default_scope(cfg)  # registers what the types name
+        _replace_sync_bn(cfg.model, 'model', found, scope)
+    if found:
+        from mmengine.logging import print_log
+        print_log(
+            'No CUDA: SyncBN synchronises batch statistics across processes '
+            'on GPUs only, so this multi-process CPU run uses BN (per-process '
+            f'statistics) instead for {found}. Checkpoints keep the same '
+            'keys; results differ from a SyncBN run with the same total '
+            'batch.',
+            logger='current',
+            level=logging.WARNING)
+    return found
 
 
 def setup_default_scope(cfg: Config) -> str:

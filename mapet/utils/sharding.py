@@ -1,6 +1,6 @@
 """Sharded (FSDP) training through mmengine's ``FlexibleRunner``.
 
-The ViT-L configs (``configs/mapet/mapet_vit-l_*``) select mmengine's
+The ViT-L configs (``configs/mapet_large/``) select mmengine's
 ``FlexibleRunner`` with ``strategy=dict(type='FSDPStrategy', ...)``;
 ``tools/train.py`` builds whatever ``runner_type`` names. Two things
 mmengine does not handle and :func:`prepare_fsdp` does:

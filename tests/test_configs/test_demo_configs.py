@@ -67,3 +67,75 @@ def test_pretrained_backbone_loads_into_the_probe(repo_root, tmp_path):
     # The probe trains the head only.
     trainable = [n for n, p in probe.named_parameters() if p.requires_grad]
     assert trainable and all(n.startswith('head.') for n in trainable)
+
+
+KNN = 'configs/demo/vit-t6-p16_knn_demo.py'
+
+
+def test_knn_config_scores_the_probe_backbone_on_its_val_split(repo_root):
+    demo = _demo_module(repo_root)
+    assert demo.KNN_CFG == KNN and demo.PROBE_CFG == PROBE
+    assert len(demo.PROBE_SEEDS) >= 2 and demo.PRETRAIN_SEEDS == [0]
+    knn = Config.fromfile(str(repo_root / KNN))
+    probe = Config.fromfile(str(repo_root / PROBE))
+    assert knn.model.backbone == probe.model.backbone
+    assert knn.val_dataloader.dataset == probe.val_dataloader.dataset
+    assert (knn.knn.k, knn.knn.temperature) == (20, 0.07)
+    keys = knn.knn_train_dataloader.dataset
+    assert keys.ann_file == probe.train_dataloader.dataset.ann_file
+    # keys are read like the val images: no random augmentation
+    assert keys.pipeline == probe.test_pipeline
+
+
+def _load_demo_tool(repo_root):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'demo_tool', str(repo_root / 'tools' / 'demo.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+_EMIT = r'''
+import sys
+for i in range(4):
+    sys.stdout.write('\rtokens: %d/3' % i)
+    sys.stdout.flush()
+sys.stdout.write('\n')
+print('12/03 10:00:00 - mmengine - INFO - environment dump')
+print('12/03 10:00:00 - mmengine - WARNING - The model and loaded state '
+      'dict do not match exactly')
+print('')
+print('unexpected key in source state_dict: mask_token')
+print("12/03 10:00:00 - mmengine - INFO - Pretrained weights of `backbone` "
+      "from work_dirs/demo/pretrain/epoch_12.pth (prefix='backbone.'):")
+print('  loaded and verified: 74 tensors')
+print('  missing (newly initialised): none')
+print("  unexpected (ignored): ['mask_token']")
+print('12/03 10:00:01 - mmengine - INFO - Epoch(train) [1][5/5] loss: 1.0')
+'''
+
+
+def test_demo_console_progress_once_and_load_report(repo_root, tmp_path,
+                                                    capsys):
+    """A progress bar's redraws are one console line; with a log file the
+    console keeps the warning, its detail and the load check's report."""
+    demo = _load_demo_tool(repo_root)
+    emit = tmp_path / 'emit.py'
+    emit.write_text(_EMIT)
+    demo.run([sys.executable, str(emit)])
+    out = capsys.readouterr().out
+    assert out.count('tokens:') == 1 and 'tokens: 3/3\n' in out
+    log = tmp_path / 'train.log'
+    demo.run([sys.executable, str(emit)], log_file=str(log))
+    out = capsys.readouterr().out
+    assert 'environment dump' not in out and 'tokens:' not in out
+    for shown in ('do not match exactly', 'source state_dict: mask_token',
+                  'loaded and verified: 74 tensors',
+                  "unexpected (ignored): ['mask_token']", 'Epoch(train)'):
+        assert out.count(shown) == 1, shown
+    assert log.read_text().count('tokens:') == 1  # final state only
+    report = demo.read_load_report(str(log))
+    assert report == dict(
+        module='backbone', checkpoint='work_dirs/demo/pretrain/epoch_12.pth',
+        loaded_tensors=74, missing='none', unexpected="['mask_token']")

@@ -35,7 +35,7 @@ def _runner(work_dir, hook: str, **kwargs):
 
 
 def _killed_resume(work_dir, hook: str, match: str) -> None:
-    """Resume to 4 iterations in a forked child killed mid-write of ``match``."""
+    """Resume to 4 iterations in a child killed mid-write of ``match``."""
     pid = os.fork()
     if pid == 0:  # child
         try:

@@ -25,6 +25,7 @@ import torch
 from mapet.datasets.token_store import (TokenStore, TokenStoreError,
                                         chunk_done, merge_store,
                                         prepare_parts, write_chunk)
+from mapet.datasets.image_decode import DECODER_ID
 from mapet.models.tokenizers.codebook import load_codebook, save_codebook
 from mapet.utils.atomic import sha256_file
 from mapet.utils.checkpoint import (CorruptCheckpointError,
@@ -189,7 +190,8 @@ def test_codebook_killed_mid_write_keeps_previous(tmp_path):
 
 def _store_args(n: int = 40, tokens: int = 16):
     relpaths = [f'train/c/img_{i:04d}.png' for i in range(n)]
-    manifest = dict(grid=[4, 4], vocab_size=16, crop='center')
+    manifest = dict(grid=[4, 4], vocab_size=16, crop='center',
+                    decoder=DECODER_ID)
     return relpaths, manifest
 
 

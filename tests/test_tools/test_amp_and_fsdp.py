@@ -90,7 +90,8 @@ def test_default_amp_dtype_cpu_is_fp16():
 
 def _pretrain_and_finetune_configs():
     out = []
-    for folder in ('mapet', 'pim', 'mim', 'beit', 'cae', 'benchmarks'):
+    for folder in ('mapet', 'mapet_large', 'pim', 'mim', 'beit', 'cae',
+                   'benchmarks'):
         out += sorted(
             glob.glob(osp.join(REPO, 'configs', folder, '**', '*.py'),
                       recursive=True))
@@ -166,7 +167,7 @@ def test_train_py_amp_dtype_flags(tmp_path, tools_env):
 # -- FSDP ----------------------------------------------------------------------
 def test_vit_l_configs_select_fsdp():
     for name in ('mapet_vit-l_300e_in1k.py', 'mapet_vit-l_vqkd_300e_in1k.py'):
-        cfg = Config.fromfile(osp.join(REPO, 'configs', 'mapet', name))
+        cfg = Config.fromfile(osp.join(REPO, 'configs', 'mapet_large', name))
         assert uses_fsdp(cfg)
         assert cfg.runner_type == 'FlexibleRunner'
         assert cfg.model.backbone.arch == 'large'
@@ -208,7 +209,8 @@ env_cfg = dict(dist_cfg=dict(backend='gloo'))
 
 
 def test_fsdp_two_processes_gloo(tmp_path, tools_env, free_port):
-    base = osp.join(REPO, 'configs', 'mapet', 'mapet_vit-l_300e_in1k.py')
+    base = osp.join(REPO, 'configs', 'mapet_large',
+                    'mapet_vit-l_300e_in1k.py')
     cfg_path = tmp_path / 'fsdp_tiny.py'
     cfg_path.write_text(FSDP_TEST_CONFIG.format(base=base))
     work_dir = tmp_path / 'work'

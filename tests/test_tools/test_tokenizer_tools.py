@@ -112,7 +112,7 @@ def test_fit_resumes_from_cached_features(pipeline_outputs, demo_data_root,
     args[args.index('--work-dir') + 1] = str(partial)
     proc = run_tool(FIT, *common, *args, '--out', tmp_path / 'other.npz',
                     check=False)
-    assert proc.returncode != 0 and 'UnidentifiedImageError' in proc.stderr
+    assert proc.returncode != 0 and 'ImageDecodeError' in proc.stderr
 
 
 def test_store_matches_tokenizer(pipeline_outputs, demo_data_root, repo_root,
@@ -168,7 +168,7 @@ def test_too_few_samples():
 
 
 def test_codebook_patches_png(pipeline_outputs, demo_data_root, run_tool,
-                              tmp_path):
+                              repo_root, tmp_path):
     from PIL import Image
     store = TokenStore(pipeline_outputs['work'] / 'store')
     counts = np.bincount(np.asarray(store.tokens).ravel(), minlength=K)
@@ -181,3 +181,21 @@ def test_codebook_patches_png(pipeline_outputs, demo_data_root, run_tool,
     assert tokens == np.argsort(-counts, kind='stable')[:2].tolist()
     with Image.open(out) as img:
         assert img.size == (LABEL_WIDTH + 3 * (16 + PAD), 2 * (16 + PAD))
+    # --title: a caption band above the same grid (in-process: no startup)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'codebook_patches', str(repo_root / PATCHES))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    titled = tmp_path / 'titled.png'
+    assert tool.main([
+        '--store', str(pipeline_outputs['work'] / 'store'), '--image-root',
+        str(demo_data_root), '--top', '2', '--per-token', '3', '--cell', '16',
+        '--title', 'random CLIP tower\\nline two', '--out', str(titled)
+    ]) == tokens
+    with Image.open(out) as plain, Image.open(titled) as img:
+        band = 2 * tool.TITLE_LINE + 2 * PAD
+        assert img.size == (plain.width, plain.height + band)
+        # the grid is unchanged below the caption, the caption is not blank
+        assert np.array_equal(np.asarray(img)[band:], np.asarray(plain))
+        assert np.asarray(img)[:band].min() < 128

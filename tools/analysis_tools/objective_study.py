@@ -69,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    'stored flip/random-resized-crop views)')
     p.add_argument('--knn-k', type=int, default=20)
     p.add_argument('--knn-temperature', type=float, default=0.07)
+    p.add_argument('--tokens-dir', help='codebook + view store folder, '
+                   'reused when it exists (default <out>/tokens); only '
+                   'share it between runs with the same tokenizer settings')
     p.add_argument('--threads', type=int, default=1,
                    help='torch threads (keep low on shared machines)')
     return p.parse_args(argv)
@@ -87,7 +90,7 @@ def main(argv=None):
         num_crops=a.num_crops, probe_epochs=a.probe_epochs,
         probe_lr=a.probe_lr, probe_views=not a.probe_centre_only,
         knn_k=a.knn_k, knn_temperature=a.knn_temperature,
-        threads=a.threads)
+        threads=a.threads, tokens_dir=a.tokens_dir)
     return run_study(cfg, log=lambda s: print(s, flush=True))
 
 

@@ -10,6 +10,11 @@ dropped; every key must either be kept or belong to a module listed in
 
     python tools/model_converters/strip_pretrain_checkpoint.py \\
         work_dirs/mapet_vit-b_300e_in1k/epoch_300.pth mapet_vit-b_backbone.pth
+
+A ``.safetensors`` destination writes safetensors (no pickle; ``meta`` as
+JSON in its header): for sharing the weights, ``load_from`` and
+``tools/test.py``. mmengine's ``Pretrained`` initialiser (``init_cfg``)
+reads torch files only, so keep a ``.pth`` for fine-tuning configs.
 """
 import argparse
 import os.path as osp
@@ -88,7 +93,8 @@ def strip_to_backbone(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('src', help='pre-training checkpoint')
-    parser.add_argument('dst', help='output backbone checkpoint')
+    parser.add_argument(
+        'dst', help='output backbone checkpoint (.pth or .safetensors)')
     parser.add_argument(
         '--prefix', default='backbone.', help='backbone key prefix')
     parser.add_argument(
@@ -98,9 +104,9 @@ def main() -> None:
         help='key prefixes that may be dropped')
     args = parser.parse_args()
 
-    from mapet.utils.checkpoint import atomic_save_checkpoint
-    from mapet.utils import safe_torch_load
-    checkpoint = safe_torch_load(args.src, map_location='cpu')
+    from mapet.utils.checkpoint import load_checkpoint_file
+    from mapet.utils.safetensors_io import save_weights
+    checkpoint = load_checkpoint_file(args.src, map_location='cpu')
     kept, dropped = strip_to_backbone(
         state_dict_of(checkpoint), prefix=args.prefix, drop=args.drop)
     meta = dict(
@@ -108,7 +114,7 @@ def main() -> None:
         converter='strip_pretrain_checkpoint',
         dropped=dropped)
     # atomic write + `<dst>.sha256` sidecar, as for training checkpoints
-    atomic_save_checkpoint(dict(state_dict=kept, meta=meta), args.dst)
+    save_weights(kept, args.dst, meta)
     print(f'kept {len(kept)} backbone tensors, dropped {dropped}; '
           f'saved to {args.dst}')
 

@@ -31,7 +31,7 @@ import torch  # noqa: E402
 import mapet  # noqa: E402,F401  (registers the tokenizers)
 from mapet.extraction.cli import (  # noqa: E402
     add_clip_args, add_image_source_args, add_loader_args, list_source_images,
-    pretrained_arg)
+    non_negative_int, positive_int, pretrained_arg)
 from mapet.extraction.engines import extract_tokens  # noqa: E402
 from mapet.extraction.images import init_tool_dist  # noqa: E402
 
@@ -46,8 +46,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     tok.add_argument('--codebook', help='k-CLIP codebook (KClipTokenizer)')
     add_clip_args(p)
     p.add_argument(
-        '--input-size', type=int, help="crop side; default: the tokenizer's")
-    p.add_argument('--chunk-size', type=int, default=1024)
+        '--input-size', type=positive_int,
+        help="crop side; default: the tokenizer's")
+    p.add_argument('--chunk-size', type=positive_int, default=1024)
     add_loader_args(p)
     p.add_argument(
         '--seed',
@@ -57,7 +58,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'and rerun builds the same tokenizer (tests only)')
     p.add_argument(
         '--views',
-        type=int,
+        type=non_negative_int,
         default=None,
         metavar='NUM_CROPS',
         help='write a view store (augmentation-aware): per image the centre '

@@ -32,7 +32,7 @@ from mapet.models.tokenizers.kclip import (  # noqa: E402
     CLIP_MEAN, CLIP_STD, FEATURE_LAYER, ClipResNetTrunk)
 from mapet.extraction.cli import (  # noqa: E402
     add_clip_args, add_image_source_args, add_loader_args, list_source_images,
-    pretrained_arg)
+    fraction, positive_int, pretrained_arg)
 from mapet.models.tokenizers.codebook import save_codebook  # noqa: E402
 from mapet.extraction.engines import (  # noqa: E402
     fit_kmeans, sample_clip_features)
@@ -43,19 +43,20 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add_image_source_args(p)
     add_clip_args(p)
-    p.add_argument('--input-size', type=int, default=448)
+    p.add_argument('--input-size', type=positive_int, default=448)
     p.add_argument('--interpolation', default='bicubic')
-    p.add_argument('--num-centroids', type=int, default=8192)
-    p.add_argument('--sample-fraction', type=float, default=0.02)
+    p.add_argument('--num-centroids', type=positive_int, default=8192)
+    p.add_argument('--sample-fraction', type=fraction, default=0.02)
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--niter', type=int, default=20)
-    p.add_argument('--nredo', type=int, default=5)
-    p.add_argument('--max-points-per-centroid', type=int, default=512)
+    p.add_argument('--niter', type=positive_int, default=20)
+    p.add_argument('--nredo', type=positive_int, default=5)
+    p.add_argument(
+        '--max-points-per-centroid', type=positive_int, default=512)
     p.add_argument(
         '--faiss-device', choices=['auto', 'cpu', 'gpu'], default='auto')
     p.add_argument(
         '--shard-size',
-        type=int,
+        type=positive_int,
         default=1024,
         help='images per cached feature shard')
     add_loader_args(p)

@@ -7,6 +7,10 @@ were extracted on (paper Figs. 3-5)::
     python tools/visualization/codebook_patches.py \
         --store data/tokens/in1k_kclip/val --image-root data/imagenet \
         --top 8 --out work_dirs/codebook_patches.png
+
+``--title`` writes a caption above the grid (one line per ``\\n``), e.g.
+what the tokenizer is: ``tools/demo.py`` states that its CLIP tower is
+randomly initialised.
 """
 import argparse
 import os.path as osp
@@ -26,6 +30,7 @@ LABEL_WIDTH = 72
 PAD = 2
 BACKGROUND = (255, 255, 255)
 TEXT_COLOUR = (0, 0, 0)
+TITLE_LINE = 14  # px per caption line (PIL's default font)
 
 
 def token_counts(store: TokenStore) -> np.ndarray:
@@ -74,18 +79,27 @@ def crop_patch(path: str, size: int, grid: Tuple[int, int], position: int,
         return img.crop(box).resize((cell_px, cell_px), Image.BICUBIC)
 
 
-def render(store: TokenStore, image_root: str, tokens: Sequence[int],
-           per_token: int, cell_px: int, seed: int) -> Image.Image:
-    """The grid image (one row per token)."""
+def render(store: TokenStore,
+           image_root: str,
+           tokens: Sequence[int],
+           per_token: int,
+           cell_px: int,
+           seed: int,
+           title: Optional[str] = None) -> Image.Image:
+    """The grid image (one row per token), under ``title`` if given."""
     occ = find_occurrences(store, tokens, per_token, seed)
     size = int(store.manifest['input_size'][0])
     relpaths = store.index
     width = LABEL_WIDTH + per_token * (cell_px + PAD)
-    canvas = Image.new('RGB', (width, len(tokens) * (cell_px + PAD)),
+    title_lines = title.split('\n') if title else []
+    top = len(title_lines) * TITLE_LINE + (2 * PAD if title_lines else 0)
+    canvas = Image.new('RGB', (width, top + len(tokens) * (cell_px + PAD)),
                        BACKGROUND)
     draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(title_lines):
+        draw.text((PAD, PAD + i * TITLE_LINE), line, fill=TEXT_COLOUR)
     for i, t in enumerate(tokens):
-        y = i * (cell_px + PAD)
+        y = top + i * (cell_px + PAD)
         draw.text((PAD, y + cell_px // 2), f'#{t}', fill=TEXT_COLOUR)
         for j, (row, pos) in enumerate(occ[t]):
             rel = relpaths[row].decode('utf-8')
@@ -109,6 +123,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--per-token', type=int, default=12)
     p.add_argument('--cell', type=int, default=64, help='patch size in px')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument(
+        '--title',
+        help='caption above the grid (e.g. which tokenizer made the '
+        'tokens); a literal \\n starts a new line')
     p.add_argument('--out', required=True, help='PNG file')
     return p.parse_args(argv)
 
@@ -126,8 +144,9 @@ def main(argv: Optional[List[str]] = None) -> List[int]:
         counts = token_counts(store)
         # stable sort: equal counts keep the lower id first
         tokens = np.argsort(-counts, kind='stable')[:args.top].tolist()
+    title = args.title.replace('\\n', '\n') if args.title else None
     image = render(store, args.image_root, tokens, args.per_token, args.cell,
-                   args.seed)
+                   args.seed, title)
     from mapet.utils.atomic import atomic_write
     with atomic_write(args.out, 'wb') as f:
         image.save(f, format='PNG')

@@ -5,6 +5,18 @@ dataset_type = 'ImageNet'
 data_root = 'data/imagenet/'
 # Store written by tools/tokenizers (k-CLIP RN50x64, K = 8192 centroids).
 token_store = data_root + 'visual_tokens/kclip_rn50x64_k8192/'
+# The codebooks the token stores must have been extracted with (their
+# `centroids_sha256`); LoadVisualTokens refuses a store of another codebook,
+# and refuses to start while a value below is still a placeholder. Set them
+# once, after fitting / extracting:
+#   k-CLIP: printed by tools/tokenizers/fit_kclip_codebook.py ("sha256 ..."),
+#           stored in the codebook's metadata and in the store's
+#           manifest.json ("tokenizer": {"codebook_sha256": ...});
+#   VQ-KD:  in the VQ-KD store's manifest.json, same field.
+#   python -c "import json,sys; print(json.load(open(sys.argv[1]))\
+#       ['tokenizer']['codebook_sha256'])" STORE/manifest.json
+codebook_sha256 = 'UNSET: centroids_sha256 of the fitted k-CLIP codebook'
+vqkd_codebook_sha256 = 'UNSET: codebook_sha256 of the VQ-KD token store'
 img_size = 224
 patch_size = 16
 
@@ -15,13 +27,16 @@ data_preprocessor = dict(
     to_rgb=True)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    # mapet's decoder, the one token extraction used (EXIF orientation,
+    # bit depth, palette, CMYK): the pixels match the stored tokens.
+    dict(type='LoadImageForTokens'),
     dict(
         type='LoadVisualTokens',
         store=token_store,
         grid_size=img_size // patch_size,
         vocab_size=8192,
-        crop='center'),
+        crop='center',
+        codebook=codebook_sha256),
     dict(
         type='ResizeEdge',
         scale=img_size,

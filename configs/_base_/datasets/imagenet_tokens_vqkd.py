@@ -4,11 +4,13 @@ _base_ = './imagenet_tokens_kclip.py'
 
 token_store = 'data/tokens/in1k_vqkd'
 train_pipeline = [
-    dict(_base_.train_pipeline[0], store=token_store + '/train'),
+    dict(_base_.train_pipeline[0], store=token_store + '/train',
+         codebook=_base_.vqkd_codebook_sha256),
     *_base_.train_pipeline[1:],
 ]
 val_pipeline = [
-    dict(_base_.val_pipeline[0], store=token_store + '/val'),
+    dict(_base_.val_pipeline[0], store=token_store + '/val',
+         codebook=_base_.vqkd_codebook_sha256),
     *_base_.val_pipeline[1:],
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

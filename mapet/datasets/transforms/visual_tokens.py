@@ -8,9 +8,15 @@ from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
 from mapet.models.tokenizers.codebook import load_codebook
+from mapet.datasets.image_decode import DECODER_ID
 from mapet.datasets.token_store import TokenStore, TokenStoreError
 
 _HEX_SHA256_LEN = 64
+
+
+def _is_hex_sha256(value: str) -> bool:
+    return len(value) == _HEX_SHA256_LEN and all(
+        c in '0123456789abcdefABCDEF' for c in value)
 
 
 @TRANSFORMS.register_module()
@@ -55,6 +61,13 @@ class LoadVisualTokens(BaseTransform):
             hex digest; the store must have been written with it.
         data_root (str, optional): Root the store keys are relative to;
             ``None`` matches by path suffix (see above).
+        decoder (str): The image decoder the store must record; the
+            pipeline must load images with ``LoadImageForTokens``, which
+            uses it (checked before training). Defaults to
+            :data:`~mapet.datasets.image_decode.DECODER_ID`.
+        allow_unrecorded_decoder (bool): Accept a store whose manifest
+            records no decoder (extracted by an older version); only if you
+            know its images were decoded the same way. Defaults to False.
     """
 
     def __init__(self,
@@ -63,25 +76,42 @@ class LoadVisualTokens(BaseTransform):
                  vocab_size: int = 8192,
                  crop: str = 'center',
                  codebook: Optional[str] = None,
-                 data_root: Optional[str] = None) -> None:
+                 data_root: Optional[str] = None,
+                 decoder: str = DECODER_ID,
+                 allow_unrecorded_decoder: bool = False) -> None:
         self.store_path = os.fspath(store)
         self.grid_size = grid_size
         self.vocab_size = vocab_size
         self.crop = crop
         self.codebook = codebook
         self.data_root = data_root
+        self.decoder = decoder
+        self.allow_unrecorded_decoder = bool(allow_unrecorded_decoder)
         expected_sha = None
         if codebook is not None:
-            if len(codebook) == _HEX_SHA256_LEN and not osp.exists(codebook):
-                expected_sha = codebook
-            else:
+            codebook = os.fspath(codebook)
+            if _is_hex_sha256(codebook) and not osp.exists(codebook):
+                expected_sha = codebook.lower()
+            elif osp.isfile(codebook):
                 expected_sha = load_codebook(codebook)[1]['centroids_sha256']
+            else:
+                raise ValueError(
+                    f'LoadVisualTokens(codebook={codebook!r}) is neither a '
+                    'codebook file nor a 64-hex-digit centroids_sha256. Pin '
+                    'the codebook your token store was extracted with: set '
+                    '`codebook_sha256` (VQ-KD: `vqkd_codebook_sha256`) in '
+                    'the config to the sha256 fit_kclip_codebook.py printed '
+                    '(also manifest.json "tokenizer"/"codebook_sha256" of '
+                    f'the store {self.store_path}), or pass the codebook '
+                    'file.')
         self.store = TokenStore(self.store_path)
         self.store.check(
             grid_size=grid_size,
             vocab_size=vocab_size,
             crop=crop,
-            codebook_sha256=expected_sha)
+            codebook_sha256=expected_sha,
+            decoder=decoder,
+            allow_unrecorded_decoder=self.allow_unrecorded_decoder)
         # Checksums against the manifest (once per process, before workers
         # fork): a bit-flipped or swapped array is refused, not trained on.
         self.store.verify()

@@ -1,9 +1,11 @@
-from .dataloader_checks import EmptyDatasetError
+from .dataloader_checks import EmptyDatasetError, PickledAnnotationError
+from .load_checks import CheckpointMismatchError
 from .exact_resume_loop import ExactResumeEpochBasedTrainLoop
 from .mapet_runner import MaPeTRunner
 from .target_checks import TargetMismatchError
 
 __all__ = [
-    'EmptyDatasetError', 'ExactResumeEpochBasedTrainLoop', 'MaPeTRunner',
+    'CheckpointMismatchError', 'EmptyDatasetError',
+    'PickledAnnotationError', 'ExactResumeEpochBasedTrainLoop', 'MaPeTRunner',
     'TargetMismatchError'
 ]

@@ -14,9 +14,42 @@ from mmengine.registry import DATASETS
 from torch.utils.data import DataLoader
 
 __all__ = [
-    'EmptyDatasetError', 'describe_dataset', 'full_init_checked',
-    'check_dataloader_not_empty'
+    'EmptyDatasetError', 'PickledAnnotationError', 'describe_dataset',
+    'full_init_checked', 'check_dataloader_not_empty',
+    'refuse_pickled_annotations'
 ]
+
+# mmengine.load() picks its handler by extension: these run pickle.load.
+PICKLE_EXTENSIONS = ('.pkl', '.pickle')
+
+
+class PickledAnnotationError(ValueError):
+    """An annotation file would be unpickled (it can execute code)."""
+
+
+def refuse_pickled_annotations(dataset: Any) -> None:
+    """Refuse a dataset (or a leaf of it) whose ann_file is a pickle.
+
+    mmengine's ``BaseDataset`` reads ``ann_file`` with ``mmengine.load``,
+    which unpickles ``.pkl``/``.pickle`` files: loading one from elsewhere
+    can run arbitrary code. JSON (mmengine's format: ``metainfo`` +
+    ``data_list``) and text lists are read as data.
+
+    Raises:
+        PickledAnnotationError: Naming the file and how to convert it.
+    """
+    for leaf in _leaves(dataset):
+        ann_file = str(getattr(leaf, 'ann_file', '') or '')
+        if ann_file.lower().endswith(PICKLE_EXTENSIONS):
+            raise PickledAnnotationError(
+                f'Annotation file {ann_file} of {type(leaf).__name__} is a '
+                'pickle: reading it runs pickle.load, which can execute '
+                'arbitrary code, so mapet refuses it. Convert it once, from '
+                'a file you trust, to JSON (same content: metainfo + '
+                'data_list) and point ann_file at the .json:\n'
+                '  python -c "import mmengine,sys; mmengine.dump('
+                'mmengine.load(sys.argv[1]), sys.argv[2])" '
+                f'{ann_file} {ann_file.rsplit(".", 1)[0]}.json')
 
 
 class EmptyDatasetError(ValueError):
@@ -61,10 +94,12 @@ def full_init_checked(dataset_cfg: dict) -> Any:
 
     Raises:
         EmptyDatasetError: If the dataset (or one of its leaves) is empty.
+        PickledAnnotationError: If an annotation file is a pickle.
     """
     cfg = dict(dataset_cfg)
     cfg.setdefault('lazy_init', True)
     dataset = DATASETS.build(cfg)
+    refuse_pickled_annotations(dataset)  # before full_init reads it
     if hasattr(dataset, 'full_init'):
         try:
             dataset.full_init()

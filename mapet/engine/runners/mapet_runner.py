@@ -14,6 +14,13 @@ and with ``mim train mapet``, and nothing in mmengine is changed:
   never an unrestricted fallback (:meth:`load_checkpoint`);
   ``init_cfg=dict(type='Pretrained')`` files are vetted the same way before
   mmengine's initialiser reads them (:meth:`_init_model_weights`);
+* every load is compared with the model before it is applied: loaded,
+  missing, unexpected and resized keys are logged, and anything the config's
+  ``load_check`` does not allow raises :class:`CheckpointMismatchError`
+  (``load_from``, ``tools/test.py``, ``--resume``; ``Pretrained`` init_cfgs
+  through a :class:`PretrainedLoadCheckHook` added when the config has
+  none); ``--resume`` also checks the optimizer state and the number of
+  parameter schedulers (:meth:`resume`, ``load_checks.py``);
 * ``--resume auto`` picks the newest checkpoint that matches its sidecar
   (:meth:`load_or_resume`);
 * an empty dataset, or a dataloader that yields no batch, is refused when it
@@ -32,6 +39,7 @@ from mmengine.registry import FUNCTIONS, DefaultScope
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmengine.dist import is_main_process
+from mmengine.device import get_device
 from mmpretrain.registry import RUNNERS
 from torch.utils.data import DataLoader
 
@@ -42,9 +50,26 @@ from mapet.utils.checkpoint import (data_only_message_hub,
                                     load_checkpoint_file,
                                     remove_orphan_sidecars)
 from .dataloader_checks import check_dataloader_not_empty, full_init_checked
+from .load_checks import (CheckpointMismatchError, check_optimizer_state,
+                          check_state_dict, normalise_load_check)
 from .target_checks import check_visual_token_targets
 
 _TMP_MARK = '.tmp-'
+
+
+def _stale_temporaries(work_dir: str) -> list:
+    """Temporary files a killed checkpoint save left in ``work_dir``.
+
+    A checkpoint (``.<name>.pth.tmp-<pid>``), its sidecar
+    (``.<name>.pth.sha256.tmp-*``) or ``last_checkpoint``
+    (``.last_checkpoint.tmp-*``).
+    """
+    root = glob.escape(work_dir)
+    found = []
+    for pattern in (f'.*.pth{_TMP_MARK}*', f'.*.pth.sha256{_TMP_MARK}*',
+                    f'.last_checkpoint{_TMP_MARK}*'):
+        found += glob.glob(osp.join(root, pattern))
+    return sorted(set(found))
 
 
 def _is_local(path: str) -> bool:
@@ -61,6 +86,23 @@ def _pretrained_files(model) -> Dict[str, str]:
                     and cfg.get('checkpoint'):
                 found[name or 'model'] = cfg['checkpoint']
     return found
+
+
+def _check_scheduler_count(current, saved, source: str) -> None:
+    """mmengine zips schedulers with the saved ones: unequal counts would
+    silently resume only some of them."""
+    if isinstance(current, dict):
+        pairs = [(k, current[k], (saved or {}).get(k, []))
+                 for k in current]
+    else:
+        pairs = [('', current, saved)]
+    for name, mine, theirs in pairs:
+        if len(mine) != len(theirs):
+            where = f' ({name})' if name else ''
+            raise CheckpointMismatchError(
+                f'{source}: the checkpoint has {len(theirs)} parameter '
+                f'schedulers{where}, the config {len(mine)}. Resume with the '
+                'config the checkpoint was trained with.')
 
 
 @RUNNERS.register_module()
@@ -141,15 +183,99 @@ class MaPeTRunner(Runner):
                 f'{filename} is not a local file: MaPeTRunner loads only '
                 'local checkpoints, verified and with weights_only=True. '
                 'Download it first and pass the local path.')
-        checkpoint = load_checkpoint_file(filename, map_location=map_location)
+        preloaded, self._preloaded = getattr(self, '_preloaded', None), None
+        source, self._load_source = getattr(self, '_load_source', None), None
+        if preloaded is not None and preloaded[0] == filename:
+            checkpoint = preloaded[1]
+        else:
+            checkpoint = load_checkpoint_file(
+                filename, map_location=map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) \
             else self.model
+        report = check_state_dict(
+            model, checkpoint, source or f'Checkpoint {filename} (load_from)',
+            self._load_check_cfg(), revise_keys=revise_keys)
         checkpoint = _load_checkpoint_to_model(
             model, checkpoint, strict, revise_keys=revise_keys)
         self._has_loaded = True
-        self.logger.info(f'Load checkpoint from {filename}')
+        self.logger.info(f'Loaded checkpoint {filename}: {report.format()}')
         return checkpoint
+
+    def _load_check_cfg(self) -> dict:
+        """The config's ``load_check`` allow-lists (default: none)."""
+        if getattr(self, '_load_check', None) is None:
+            self._load_check = normalise_load_check(
+                self.cfg.get('load_check'))
+        return self._load_check
+
+    def resume(self,
+               filename: str,
+               resume_optimizer: bool = True,
+               resume_param_scheduler: bool = True,
+               map_location: Union[str, Callable] = 'default') -> None:
+        """Resume like mmengine after checking the checkpoint fits.
+
+        The weights (keys and shapes), the optimizer state (parameter groups,
+        parameters per group, state shapes) and the number of parameter
+        schedulers are compared with this config's model and optimizer
+        before anything is loaded; a mismatch raises
+        :class:`CheckpointMismatchError` naming it.
+        """
+        if not _is_local(filename):
+            raise ValueError(
+                f'{filename} is not a local file: MaPeTRunner resumes only '
+                'from local checkpoints, verified and with weights_only=True.')
+        if map_location == 'default':
+            map_location = get_device()
+        checkpoint = load_checkpoint_file(filename, map_location=map_location)
+        source = f'--resume checkpoint {filename}'
+        if not isinstance(checkpoint, dict) or 'meta' not in checkpoint:
+            raise CheckpointMismatchError(
+                f'{source} has no training state (no `meta`): it holds only '
+                'weights. Start a new run with load_from instead.')
+        if resume_optimizer and 'optimizer' in checkpoint:
+            self.optim_wrapper = self.build_optim_wrapper(self.optim_wrapper)
+            check_optimizer_state(self.optim_wrapper,
+                                  checkpoint['optimizer'], source)
+        if resume_param_scheduler and self.param_schedulers is not None \
+                and 'param_schedulers' in checkpoint:
+            self.param_schedulers = self.build_param_scheduler(
+                self.param_schedulers)
+            _check_scheduler_count(self.param_schedulers,
+                                   checkpoint['param_schedulers'], source)
+        self._preloaded = (filename, checkpoint)
+        self._load_source = source
+        try:
+            super().resume(
+                filename,
+                resume_optimizer=resume_optimizer,
+                resume_param_scheduler=resume_param_scheduler,
+                map_location=map_location)
+        finally:
+            self._preloaded = self._load_source = None
+
+    def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
+        """Register hooks; ``Pretrained`` init_cfgs always get checked.
+
+        Without a ``PretrainedLoadCheckHook`` in the config, one is added
+        with the ``load_check`` allow-lists (patterns relative to the
+        initialised module).
+        """
+        super().register_hooks(default_hooks, custom_hooks)
+        allowed = self._load_check_cfg()  # unknown keys fail here, early
+        from mapet.engine.hooks.pretrained_load_check import \
+            PretrainedLoadCheckHook
+        if any(isinstance(h, PretrainedLoadCheckHook) for h in self._hooks):
+            return
+        model = self.model.module if is_model_wrapper(self.model) \
+            else self.model
+        if _pretrained_files(model):
+            self.register_hook(
+                PretrainedLoadCheckHook(
+                    allowed_missing=allowed['allowed_missing'],
+                    allowed_unexpected=allowed['allowed_unexpected'],
+                    allowed_resized=allowed['allowed_mismatched']))
 
     def load_or_resume(self) -> None:
         """Load ``load_from`` or resume; ``auto`` uses the newest intact."""
@@ -219,12 +345,10 @@ class MaPeTRunner(Runner):
     def train(self):
         """Remove stale temporary checkpoint files, then train."""
         if is_main_process() and _is_local(self.work_dir):
-            for stale in glob.glob(
-                    osp.join(glob.escape(self.work_dir),
-                             f'.*.pth{_TMP_MARK}*')):
+            for stale in _stale_temporaries(self.work_dir):
                 self.logger.warning(
                     f'Removing {stale}: a checkpoint save that was killed '
                     'before it completed.')
-                os.remove(stale)
+                remove_if_exists(stale)
         return super().train()
 

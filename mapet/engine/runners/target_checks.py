@@ -10,6 +10,7 @@ builds the training loop, so the per-step path checks nothing.
 """
 from typing import Any, Iterator, List, Optional
 
+from mmcv.transforms import LoadImageFromFile as MMCVLoadImageFromFile
 from mmcv.transforms import RandomFlip as MMCVRandomFlip
 from mmcv.transforms import RandomResize as MMCVRandomResize
 from mmpretrain.datasets import transforms as mmpretrain_transforms
@@ -84,6 +85,15 @@ def check_visual_token_targets(model: Any, dataset: Any) -> None:
         ]
         if not loaders:
             continue
+        for t in transforms[:loaders[0]]:
+            if isinstance(t, MMCVLoadImageFromFile):
+                raise TargetMismatchError(
+                    f'{type(t).__name__} loads the images of a pipeline '
+                    'with LoadVisualTokens: it decodes with mmcv/cv2, but '
+                    'the tokens were extracted from images decoded by '
+                    f'mapet ({transforms[loaders[0]].decoder!r}); EXIF-'
+                    'rotated, 16-bit, palette and CMYK images would give '
+                    "other pixels. Use dict(type='LoadImageForTokens').")
         for t in transforms[loaders[0] + 1:]:
             if isinstance(t, GEOMETRIC_TRANSFORMS):
                 raise TargetMismatchError(

@@ -65,8 +65,9 @@ def save_codebook(path: PathLike, centroids: np.ndarray,
     if not path.endswith('.npz'):
         path += '.npz'
     centroids = np.ascontiguousarray(centroids, dtype='<f4')
-    if centroids.ndim != 2:
-        raise ValueError(f'centroids must be (K, D), got {centroids.shape}')
+    if centroids.ndim != 2 or 0 in centroids.shape:
+        raise ValueError(f'centroids must be (K, D) with K, D >= 1, got '
+                         f'{centroids.shape}')
     meta = dict(metadata)
     meta.update(
         format=CODEBOOK_FORMAT,
@@ -112,22 +113,43 @@ def load_codebook(path: PathLike) -> Tuple[np.ndarray, Dict]:
             'tools/tokenizers/fit_kclip_codebook.py or pass a (K, D) .npy')
     if osp.isfile(checksum_path(path)):
         verify_checksum(path)
-    loaded = np.load(path, allow_pickle=False)
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            if _CENTROIDS_KEY not in loaded.files:
-                raise ValueError(
-                    f'{path} has no {_CENTROIDS_KEY!r} array (keys: '
-                    f'{loaded.files}); it is not a k-CLIP codebook file')
-            centroids = loaded[_CENTROIDS_KEY]
-            meta = (
-                json.loads(str(loaded[_METADATA_KEY]))
-                if _METADATA_KEY in loaded.files else {})
-    else:
-        centroids, meta = loaded, {}
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                if _CENTROIDS_KEY not in loaded.files:
+                    raise ValueError(
+                        f'{path} has no {_CENTROIDS_KEY!r} array (keys: '
+                        f'{loaded.files}); it is not a k-CLIP codebook file')
+                centroids = loaded[_CENTROIDS_KEY]
+                meta = (
+                    json.loads(str(loaded[_METADATA_KEY]))
+                    if _METADATA_KEY in loaded.files else {})
+        else:
+            centroids, meta = loaded, {}
+    except ValueError as e:
+        if 'k-CLIP codebook file' in str(e):
+            raise
+        raise ValueError(
+            f'Codebook {path} cannot be read as a .npz/.npy array file '
+            f'({e}); it is empty, truncated, a text file or a pickle. Pass '
+            'the .npz written by fit_kclip_codebook.py or a (K, D) float '
+            '.npy.') from None
+    except (OSError, EOFError) as e:
+        raise ValueError(
+            f'Codebook {path} is truncated or corrupt ({e}); re-fit or '
+            're-copy it.') from None
+    if not isinstance(meta, dict):
+        raise ValueError(f'Codebook {path}: its metadata is not a JSON '
+                         'object; the file was edited. Re-fit it.')
     if centroids.ndim != 2 or not np.issubdtype(centroids.dtype, np.floating):
         raise ValueError(f'Codebook {path} must be a (K, D) float array, got '
                          f'{centroids.dtype} {centroids.shape}')
+    if 0 in centroids.shape:
+        raise ValueError(
+            f'Codebook {path} has K={centroids.shape[0]} centroids of '
+            f'dimension D={centroids.shape[1]}: it is empty. Re-fit it with '
+            '--num-centroids >= 1 on enough images.')
     centroids = np.ascontiguousarray(centroids, dtype=np.float32)
     if not np.isfinite(centroids).all():
         raise ValueError(f'Codebook {path} contains NaN or inf values')

@@ -11,6 +11,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 import mapet  # noqa: F401
+from mapet.datasets.image_decode import DECODER_ID
 from mapet.datasets.token_store import merge_store, prepare_parts, write_chunk
 from mapet.engine.runners import TargetMismatchError
 from mapet.engine.runners.target_checks import check_visual_token_targets
@@ -247,6 +248,7 @@ def token_store_16(tmp_path_factory):
     write_chunk(root, 0, np.arange(8).reshape(2, 4), 16)
     merge_store(root, ['train/a.png', 'train/b.png'], 16, 4,
                 dict(grid=[2, 2], vocab_size=16, crop='center',
+                     decoder=DECODER_ID,
                      tokenizer=dict(codebook_sha256='a' * 64)))
     return root
 

@@ -22,7 +22,7 @@
 # tools/train.py builds the FlexibleRunner from `runner_type`.
 # Activation checkpointing (with_cp) is on: ViT-L at batch 32 otherwise
 # keeps ~24 blocks x (1 + 196 + 2 x 136 tokens) of activations per image.
-_base_ = './mapet_vit-b_300e_in1k.py'
+_base_ = '../mapet/mapet_vit-b_300e_in1k.py'
 
 model = dict(
     backbone=dict(arch='large', cutting_point=60, with_cp=True),

@@ -4,6 +4,7 @@ _base_ = './mapet_vit-l_300e_in1k.py'
 token_store = 'data/imagenet/visual_tokens/vqkd_8192/'
 train_dataloader = dict(
     dataset=dict(pipeline=[
-        dict(t, store=token_store) if t['type'] == 'LoadVisualTokens' else t
+        dict(t, store=token_store, codebook=_base_.vqkd_codebook_sha256)
+        if t['type'] == 'LoadVisualTokens' else t
         for t in _base_.train_dataloader.dataset.pipeline
     ]))
