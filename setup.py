@@ -60,7 +60,10 @@ def add_mim_extension() -> None:
 # OpenMMLab stack (their minors have changed APIs). `make install` installs
 # exactly the pinned versions; a user's own pip install gets anything within
 # the bounds. torch is bounded, never pinned here: cluster users install
-# their CUDA build (>= the lower bound) first and pip keeps it.
+# their CUDA build first and pip keeps it. Its lower bound is therefore the
+# oldest release with the APIs we use (weights_only loading by default and
+# the `safe_globals` context, 2.6), not the tested 2.14.1: a bound at the
+# tested version would make pip replace every older cluster build.
 INSTALL_REQUIRES = [
     'onedl-mmengine>=0.10.12,<0.11',
     'onedl-mmcv>=2.3.6,<2.4',
@@ -68,8 +71,8 @@ INSTALL_REQUIRES = [
     'onedl-mmsegmentation>=1.4.2,<1.5',
     'open_clip_torch>=3.3.0,<4',
     'setuptools>=81.0.0,<82',  # 81 is the last release shipping pkg_resources
-    'torch>=2.14.1,<3',
-    'torchvision>=0.29.1,<1',
+    'torch>=2.6,<3',
+    'torchvision>=0.21,<1',  # the torchvision of torch 2.6
     'numpy>=2.4.6,<3',
     'pillow>=13.0.0,<14',
     'matplotlib>=3.11.2,<4',

@@ -512,7 +512,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     if load_report:
         print(f'verified load: {load_report["loaded_tensors"]} backbone '
               f'tensors from {load_report["checkpoint"]} (missing '
-              f'{load_report["missing"]}, unexpected {load_report["unexpected"]})')
+              f'{load_report["missing"]}, unexpected '
+              f'{load_report["unexpected"]})')
     seeds_txt = f'{len(probe_seeds)} seed' + ('s' if len(probe_seeds) > 1
                                               else '')
     head = f'linear probe ({seeds_txt})'

@@ -2,8 +2,9 @@
 # on the 8 demo classes: the ViT-T linear-probe recipe of
 # configs/benchmarks/classification/, with the demo's 6-layer ViT at 96 px,
 # the demo dataset, plain fp32 (CPU) and 30 epochs.
-# `tools/demo.py` runs it twice: on the pre-trained backbone and, as the
-# reference, on a randomly initialised one (model.backbone.init_cfg=None).
+# `tools/demo.py` runs it on the pre-trained backbone and, as the reference,
+# on a randomly initialised one (model.backbone.init_cfg=None), once per
+# probe seed (randomness.seed, default 0 and 1).
 _base_ = '../benchmarks/classification/vit-t-p16_linear-8xb128-coslr-50e_in1k.py'
 
 data_root = 'data/demo/'

@@ -282,7 +282,18 @@ def build_model(cfg: StudyConfig, objective: str, seed: int):
                 type='VisualTokenHead',
                 embed_dims=cfg.embed_dims,
                 num_embed=cfg.vocab_size)))
-    model.init_weights()
+    # mmengine logs every parameter's initialiser at INFO (hundreds of
+    # lines per model, to the console without a runner): keep warnings only
+    import logging
+
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
     return model
 
 
@@ -549,9 +560,42 @@ def markdown_table(result: Dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
+# Settings that pick which runs a study makes, not what a run computes.
+_RUN_SELECTION = ('out_dir', 'seeds', 'objectives', 'augments', 'threads',
+                  'tokens_dir')
+
+
+def _resumable_runs(cfg: StudyConfig, partial: str,
+                    log: Callable[[str], None]) -> Dict:
+    """Finished runs of an interrupted study (``study.json.partial``) that
+    the same settings would compute again, by (objective, augment, seed)."""
+    if not osp.isfile(partial):
+        return {}
+    with open(partial) as f:
+        old = json.load(f)
+    new = asdict(cfg)
+    diff = sorted(k for k in set(new) | set(old['config'])
+                  if k not in _RUN_SELECTION
+                  and new.get(k) != old['config'].get(k))
+    if diff:
+        raise ValueError(f'{partial} was made with other settings ({diff}); '
+                         'resume with the same ones or another --out')
+    runs = {(r['objective'], r['augment'], r['seed']): r
+            for r in old['runs'] if r['objective'] != 'pixels'}
+    log(f'resuming: {len(runs)} finished runs in {partial}')
+    return runs
+
+
 def run_study(cfg: StudyConfig,
-              log: Callable[[str], None] = print) -> Dict:
-    """Run the whole study; writes ``study.json`` and ``study.png``."""
+              log: Callable[[str], None] = print,
+              resume: bool = False) -> Dict:
+    """Run the whole study; writes ``study.json`` and ``study.png``.
+
+    With ``resume``, runs already in ``<out>/study.json.partial`` (an
+    interrupted study with the same settings) are reused, not recomputed:
+    every run is deterministic given its seed, so a study stopped after S
+    seeds is finished by re-running it with ``--seeds`` 0..S-1.
+    """
     import logging
     torch.set_num_threads(cfg.threads)
     logging.getLogger('mmengine').setLevel(logging.WARNING)
@@ -564,6 +608,8 @@ def run_study(cfg: StudyConfig,
         f'{data["token_entropy_nats"]:.2f} nats (max '
         f'{math.log(cfg.vocab_size):.2f})')
     json_path = osp.join(cfg.out_dir, 'study.json')
+    done = _resumable_runs(cfg, json_path + '.partial', log) if resume \
+        else {}
     runs: List[Dict] = []
     ref = evaluate(cfg, None, data)
     runs.append(dict(objective='pixels', augment='-', seed=0, **ref))
@@ -572,6 +618,11 @@ def run_study(cfg: StudyConfig,
     for seed in cfg.seeds:
         for obj in cfg.objectives:
             for aug in (cfg.augments if obj != 'random' else ['-']):
+                if (obj, aug, seed) in done:
+                    runs.append(done[(obj, aug, seed)])
+                    log(f'{obj}/{aug} seed {seed}: reused from '
+                        f'{json_path}.partial')
+                    continue
                 backbone, stats = pretrain(cfg, obj, aug, seed, data, log)
                 res = evaluate(cfg, backbone, data)
                 runs.append(dict(objective=obj, augment=aug, seed=seed,

@@ -88,7 +88,7 @@ def load_safetensors(filename: str, map_location: Any = None) -> dict:
     Args:
         filename (str): The file.
         map_location (str | torch.device, optional): Device of the tensors
-            (CPU when None).
+            (CPU when None or a callable).
 
     Returns:
         dict: ``state_dict`` (name -> tensor) and, when the header has one,

@@ -1,10 +1,11 @@
 """Weighted k-NN (against a brute-force reference), its feature extraction
-across processes, the k-NN tool and the objectives study end to end."""
+across processes, the k-NN tool and the objectives study end to end.
+
+The two tools run in-process through their ``main(argv)`` (a subprocess
+would pay the interpreter start-up and the mmpretrain import each time)."""
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -69,31 +70,13 @@ def test_knn_feature_scale_invariance_and_errors():
         weighted_knn_predict(tr, y, te[:, :4], 3)
 
 
-class _Toy(torch.utils.data.Dataset):
-
-    def __len__(self):
-        return 11
-
-    def __getitem__(self, i):
-        return torch.full((3, ), float(i)), i % 4
-
-
-def _rank_main(rank, world, init_file, out_dir):
-    import torch.distributed as dist
-    dist.init_process_group('gloo', init_method=f'file://{init_file}',
-                            rank=rank, world_size=world)
-    f, y = extract_features(lambda b: b[0] * 2, _Toy(), batch_size=2,
-                            num_workers=0)
-    torch.save((f, y), osp.join(out_dir, f'rank{rank}.pt'))
-    dist.destroy_process_group()
-
-
 def test_extract_features_distributed_gathers_in_dataset_order(tmp_path):
-    single_f, single_y = extract_features(lambda b: b[0] * 2, _Toy(),
+    from knn_dist_worker import Toy, rank_main  # tests/helpers
+    single_f, single_y = extract_features(lambda b: b[0] * 2, Toy(),
                                           batch_size=4, num_workers=0)
     assert single_f[:, 0].tolist() == [2.0 * i for i in range(11)]
     torch.multiprocessing.spawn(
-        _rank_main, args=(2, str(tmp_path / 'init'), str(tmp_path)),
+        rank_main, args=(2, str(tmp_path / 'init'), str(tmp_path)),
         nprocs=2, join=True)
     for r in range(2):
         f, y = torch.load(tmp_path / f'rank{r}.pt')
@@ -119,27 +102,40 @@ def _tiny_dataset(root, size, classes=3, n_train=6, n_val=3):
             f.write('\n'.join(lines) + '\n')
 
 
-def _env():
-    env = dict(os.environ)
-    env.update(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
-               CUDA_VISIBLE_DEVICES='', PYTHONWARNINGS='ignore')
-    return env
+def _tool(rel):
+    """A ``tools/`` script as a module: its ``main(argv)`` runs in-process
+    (no interpreter start-up and mmpretrain import per call)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        osp.splitext(osp.basename(rel))[0], osp.join(REPO, rel))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_objective_study_end_to_end(tmp_path):
+def test_objective_study_end_to_end(tmp_path, capsys):
     data = str(tmp_path / 'data')
     _tiny_dataset(data, 40)
     out = str(tmp_path / 'out')
-    proc = subprocess.run([
-        sys.executable, 'tools/analysis_tools/objective_study.py',
-        '--data-root', data, '--out', out, '--tokenizer', 'pixel',
-        '--img-size', '32', '--patch-size', '8', '--layers', '1', '--dim',
-        '32', '--heads', '2', '--epochs', '1', '--warmup-epochs', '0',
-        '--batch-size', '8', '--seeds', '0', '1', '--probe-seeds', '0', '1',
-        '--probe-epochs', '3', '--vocab-size', '8', '--num-crops', '1',
-        '--augments', 'jitter', 'views'
-    ], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    state = torch.get_rng_state(), torch.get_num_threads()
+    try:
+        _tool('tools/analysis_tools/objective_study.py').main([
+            '--data-root', data, '--out', out, '--tokenizer', 'pixel',
+            '--img-size', '32', '--patch-size', '8', '--layers', '1',
+            '--dim', '32', '--heads', '2', '--epochs', '1',
+            '--warmup-epochs', '0', '--batch-size', '8', '--seeds', '0', '1',
+            '--probe-seeds', '0', '1', '--probe-epochs', '3',
+            '--vocab-size', '8', '--num-crops', '1', '--augments', 'jitter',
+            'views'
+        ])
+    finally:
+        torch.set_rng_state(state[0])
+        torch.set_num_threads(state[1])
+    printed = capsys.readouterr().out
+    # one progress line per epoch and a result line per model, no
+    # per-parameter initialisation dump
+    assert 'TruncNormalInit' not in printed
+    assert printed.count('mapet/jitter seed 0:') == 1
     result = json.load(open(osp.join(out, 'study.json')))
     meta = result['meta']
     assert (meta['n_train'], meta['n_val'], meta['num_classes']) == (18, 9, 3)
@@ -175,12 +171,37 @@ def test_objective_study_end_to_end(tmp_path):
     png = osp.join(out, 'study.png')
     assert osp.getsize(png) > 10000
 
+    # --resume: an interrupted study (its .partial) is finished for the
+    # seeds asked without pre-training again, with the same numbers
+    with open(osp.join(out, 'study.json.partial'), 'w') as f:
+        json.dump(dict(config=result['config'], runs=result['runs'][:10]), f)
+    study = _tool('tools/analysis_tools/objective_study.py')
+    args = ['--data-root', data, '--out', out, '--tokenizer', 'pixel',
+            '--img-size', '32', '--patch-size', '8', '--layers', '1',
+            '--dim', '32', '--heads', '2', '--epochs', '1',
+            '--warmup-epochs', '0', '--batch-size', '8', '--seeds', '0',
+            '--probe-seeds', '0', '1', '--probe-epochs', '3',
+            '--vocab-size', '8', '--num-crops', '1', '--augments', 'jitter',
+            'views', '--resume']
+    again = study.main(args)
+    printed = capsys.readouterr().out
+    assert printed.count('reused from') == 9 and 'epoch 1/1' not in printed
+    assert again['runs'] == result['runs'][:10]
+    assert not osp.exists(osp.join(out, 'study.json.partial'))
+    # other settings: refused, not mixed
+    with open(osp.join(out, 'study.json.partial'), 'w') as f:
+        json.dump(dict(config=result['config'], runs=result['runs'][:2]), f)
+    with pytest.raises(ValueError, match='other settings'):
+        study.main([a if a != '3' else '4' for a in args])
 
-def test_knn_tool_verified_load_and_wrong_prefix(tmp_path):
+
+def test_knn_tool_verified_load_and_wrong_prefix(tmp_path, capsys,
+                                                 monkeypatch):
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
 
     import mapet  # noqa: F401
+    monkeypatch.chdir(REPO)  # the tool reads configs/ relative paths
     data = str(tmp_path / 'data')
     _tiny_dataset(data, 96, n_train=5, n_val=2)
     cfg = Config.fromfile(osp.join(REPO, 'configs/demo/vit-t6-p16_knn_demo.py'))
@@ -194,28 +215,30 @@ def test_knn_tool_verified_load_and_wrong_prefix(tmp_path):
                                for k, v in net.state_dict().items()}}, ckpt)
     bad = str(tmp_path / 'bad.pth')
     torch.save({'state_dict': net.state_dict()}, bad)
-    opts = ['--cfg-options', f'knn_train_dataloader.dataset.data_root={data}',
+    opts = ['--num-workers', '0', '--cfg-options',
+            f'knn_train_dataloader.dataset.data_root={data}',
             f'val_dataloader.dataset.data_root={data}']
+    knn_eval = _tool('tools/analysis_tools/knn_eval.py')
     out = str(tmp_path / 'knn.json')
-    proc = subprocess.run([
-        sys.executable, 'tools/analysis_tools/knn_eval.py',
-        'configs/demo/vit-t6-p16_knn_demo.py', '--checkpoint', ckpt, '--out',
-        out, '--num-workers', '0'
-    ] + opts, cwd=REPO, env=_env(), capture_output=True, text=True,
-        timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert 'verified load:' in proc.stdout
-    res = json.load(open(out))
-    assert (res['num_train'], res['num_val'], res['num_classes']) == (15, 6, 3)
-    assert res['k'] == 20 and res['temperature'] == 0.07
-    assert res['checkpoint_keys_loaded'] == len(net.state_dict()) - 1
-    assert 0 <= res['metrics']['knn/top1'] <= 100
-    proc = subprocess.run([
-        sys.executable, 'tools/analysis_tools/knn_eval.py',
-        'configs/demo/vit-t6-p16_knn_demo.py', '--checkpoint', bad
-    ] + opts, cwd=REPO, env=_env(), capture_output=True, text=True,
-        timeout=300)
-    # keys without the `backbone.` prefix: refused, not a random backbone
-    assert proc.returncode != 0
-    assert 'backbone.' in proc.stderr and 'bad.pth' in proc.stderr
-    assert 'k-NN (k=' not in proc.stdout
+    state = torch.get_rng_state()
+    try:
+        knn_eval.main(['configs/demo/vit-t6-p16_knn_demo.py',
+                       '--checkpoint', ckpt, '--out', out] + opts)
+        printed = capsys.readouterr().out
+        assert 'verified load:' in printed
+        res = json.load(open(out))
+        assert (res['num_train'], res['num_val'],
+                res['num_classes']) == (15, 6, 3)
+        assert res['k'] == 20 and res['temperature'] == 0.07
+        assert res['checkpoint_keys_loaded'] == len(net.state_dict()) - 1
+        assert res['checkpoint_keys_unexpected'] == ['mask_token']
+        assert 0 <= res['metrics']['knn/top1'] <= 100
+        # keys without the `backbone.` prefix: refused, not a random
+        # backbone scored
+        with pytest.raises((RuntimeError, ValueError)) as err:
+            knn_eval.main(['configs/demo/vit-t6-p16_knn_demo.py',
+                           '--checkpoint', bad] + opts)
+        assert 'backbone.' in str(err.value) and 'bad.pth' in str(err.value)
+        assert 'k-NN (k=' not in capsys.readouterr().out
+    finally:
+        torch.set_rng_state(state)

@@ -10,7 +10,6 @@ import argparse
 import ast
 import json
 import re
-import runpy
 from pathlib import Path
 from typing import Dict, List
 
@@ -22,6 +21,8 @@ from mmpretrain.models import ImageClassifier, VisionTransformer
 from mmpretrain.registry import MODELS
 
 import mapet  # noqa: F401
+from mapet.converters import \
+    official_mapet_to_mmpretrain as official_converter
 from mapet.models.backbones import MaPeTViT
 from mapet.utils import CorruptCheckpointError, load_checkpoint_file
 
@@ -324,7 +325,7 @@ def test_official_refuses_unsafe_pickles(run_tool, tmp_path):
 
 
 def test_official_refuses_malformed_checkpoints():
-    tool = runpy.run_path(str(REPO / OFFICIAL), run_name='converter')
+    tool = vars(official_converter)
     _, weights = _official_pretrain_weights()
     saver = _timm_saver(weights, _official_args())
     assert tool['split_container'](saver)[2] == 'timm CheckpointSaver'
@@ -347,7 +348,7 @@ def test_official_refuses_malformed_checkpoints():
 
 def test_official_config_bases_exist():
     """Each paper size maps to a config of ours (the written _base_)."""
-    tool = runpy.run_path(str(REPO / OFFICIAL), run_name='converter')
+    tool = vars(official_converter)
     tags = {known[3] for known in tool['KNOWN_ARCHS'].values()}
     assert tags == set(tool['PRETRAIN_CONFIGS'])
     for base in [*tool['PRETRAIN_CONFIGS'].values(),

@@ -74,6 +74,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    'share it between runs with the same tokenizer settings')
     p.add_argument('--threads', type=int, default=1,
                    help='torch threads (keep low on shared machines)')
+    p.add_argument('--resume', action='store_true',
+                   help='reuse the finished runs of an interrupted study '
+                   '(<out>/study.json.partial, same settings); e.g. finish '
+                   'a study stopped after 2 seeds with --seeds 0 1 --resume')
     return p.parse_args(argv)
 
 
@@ -91,7 +95,8 @@ def main(argv=None):
         probe_lr=a.probe_lr, probe_views=not a.probe_centre_only,
         knn_k=a.knn_k, knn_temperature=a.knn_temperature,
         threads=a.threads, tokens_dir=a.tokens_dir)
-    return run_study(cfg, log=lambda s: print(s, flush=True))
+    return run_study(cfg, log=lambda s: print(s, flush=True),
+                     resume=a.resume)
 
 
 if __name__ == '__main__':
