@@ -649,6 +649,11 @@ def run_study(cfg: StudyConfig,
         knn_temperature=cfg.knn_temperature,
         seconds_tokens=round(t_tok, 1),
         seconds_total=round(time.time() - t0, 1),
+        # runs taken from study.json.partial (--resume): their times are in
+        # their own `pretrain.seconds`, not in seconds_total
+        resumed_runs=sum(1 for r in runs if r.get('objective') != 'pixels'
+                         and (r['objective'], r['augment'], r['seed'])
+                         in done),
         torch_threads=cfg.threads)
     result = dict(config=asdict(cfg), meta=meta, summary=summary, runs=runs)
     with open(json_path, 'w') as f:

@@ -87,15 +87,6 @@ def test_knn_config_scores_the_probe_backbone_on_its_val_split(repo_root):
     assert keys.pipeline == probe.test_pipeline
 
 
-def _load_demo_tool(repo_root):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'demo_tool', str(repo_root / 'tools' / 'demo.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
 _EMIT = r'''
 import sys
 for i in range(4):
@@ -120,7 +111,7 @@ def test_demo_console_progress_once_and_load_report(repo_root, tmp_path,
                                                     capsys):
     """A progress bar's redraws are one console line; with a log file the
     console keeps the warning, its detail and the load check's report."""
-    demo = _load_demo_tool(repo_root)
+    from mapet.utils import run_logs as demo
     emit = tmp_path / 'emit.py'
     emit.write_text(_EMIT)
     demo.run([sys.executable, str(emit)])

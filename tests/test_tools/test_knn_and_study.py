@@ -102,15 +102,11 @@ def _tiny_dataset(root, size, classes=3, n_train=6, n_val=3):
             f.write('\n'.join(lines) + '\n')
 
 
-def _tool(rel):
-    """A ``tools/`` script as a module: its ``main(argv)`` runs in-process
-    (no interpreter start-up and mmpretrain import per call)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        osp.splitext(osp.basename(rel))[0], osp.join(REPO, rel))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _tool(name):
+    """The package module behind a ``tools/`` command line: its
+    ``main(argv)`` runs in-process (no interpreter start-up per call)."""
+    import importlib
+    return importlib.import_module(name)
 
 
 def test_objective_study_end_to_end(tmp_path, capsys):
@@ -119,7 +115,7 @@ def test_objective_study_end_to_end(tmp_path, capsys):
     out = str(tmp_path / 'out')
     state = torch.get_rng_state(), torch.get_num_threads()
     try:
-        _tool('tools/analysis_tools/objective_study.py').main([
+        _tool('mapet.evaluation.study_cli').main([
             '--data-root', data, '--out', out, '--tokenizer', 'pixel',
             '--img-size', '32', '--patch-size', '8', '--layers', '1',
             '--dim', '32', '--heads', '2', '--epochs', '1',
@@ -175,7 +171,7 @@ def test_objective_study_end_to_end(tmp_path, capsys):
     # seeds asked without pre-training again, with the same numbers
     with open(osp.join(out, 'study.json.partial'), 'w') as f:
         json.dump(dict(config=result['config'], runs=result['runs'][:10]), f)
-    study = _tool('tools/analysis_tools/objective_study.py')
+    study = _tool('mapet.evaluation.study_cli')
     args = ['--data-root', data, '--out', out, '--tokenizer', 'pixel',
             '--img-size', '32', '--patch-size', '8', '--layers', '1',
             '--dim', '32', '--heads', '2', '--epochs', '1',
@@ -187,6 +183,7 @@ def test_objective_study_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.count('reused from') == 9 and 'epoch 1/1' not in printed
     assert again['runs'] == result['runs'][:10]
+    assert again['meta']['resumed_runs'] == 9
     assert not osp.exists(osp.join(out, 'study.json.partial'))
     # other settings: refused, not mixed
     with open(osp.join(out, 'study.json.partial'), 'w') as f:
@@ -218,7 +215,7 @@ def test_knn_tool_verified_load_and_wrong_prefix(tmp_path, capsys,
     opts = ['--num-workers', '0', '--cfg-options',
             f'knn_train_dataloader.dataset.data_root={data}',
             f'val_dataloader.dataset.data_root={data}']
-    knn_eval = _tool('tools/analysis_tools/knn_eval.py')
+    knn_eval = _tool('mapet.evaluation.knn_cli')
     out = str(tmp_path / 'knn.json')
     state = torch.get_rng_state()
     try:

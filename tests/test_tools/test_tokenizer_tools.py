@@ -182,11 +182,7 @@ def test_codebook_patches_png(pipeline_outputs, demo_data_root, run_tool,
     with Image.open(out) as img:
         assert img.size == (LABEL_WIDTH + 3 * (16 + PAD), 2 * (16 + PAD))
     # --title: a caption band above the same grid (in-process: no startup)
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'codebook_patches', str(repo_root / PATCHES))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from mapet.visualization import codebook_patches as tool
     titled = tmp_path / 'titled.png'
     assert tool.main([
         '--store', str(pipeline_outputs['work'] / 'store'), '--image-root',

@@ -1,0 +1,1 @@
+"""Figures of the toolkit (not registered components)."""
