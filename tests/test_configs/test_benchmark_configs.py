@@ -20,8 +20,9 @@ import downstream_helpers as H  # tests/helpers
 
 CLS = H.configs_in('benchmarks/classification')
 SEG = H.configs_in('benchmarks/segmentation')
-FINETUNE = [p for p in CLS if '_linear-' not in p.name]
+KNN = [p for p in CLS if '_knn-' in p.name]
 LINEAR = [p for p in CLS if '_linear-' in p.name]
+FINETUNE = [p for p in CLS if p not in KNN and p not in LINEAR]
 
 #: Table 9 per architecture: (peak lr, epochs, layer decay, embed dims).
 TABLE9 = {
@@ -115,6 +116,23 @@ def test_finetune_config_recipe_and_one_step(path, demo_data_root):
     assert groups['head.fc.weight']['lr'] == pytest.approx(lr)
     assert groups['head.fc.weight']['weight_decay'] == 0.05
     assert groups['backbone.layers.0.ln1.weight']['weight_decay'] == 0.0
+
+
+@pytest.mark.parametrize('path', KNN, ids=lambda p: p.name)
+def test_knn_config_is_dinos_protocol_on_the_probe_backbone(path):
+    """k = 20, T = 0.07; the linear probe's backbone and val split; the
+    train split read with the evaluation pipeline (no augmentation)."""
+    cfg = H.load(path)
+    probe = H.load(path.with_name(path.name.replace(
+        'knn-k20-t0.07', 'linear-8xb128-coslr-50e')))
+    assert cfg.knn.k == 20 and cfg.knn.temperature == 0.07
+    assert cfg.model.backbone == probe.model.backbone
+    assert cfg.val_dataloader.dataset == probe.val_dataloader.dataset
+    keys = cfg.knn_train_dataloader.dataset
+    train = probe.train_dataloader.dataset
+    assert {k: v for k, v in keys.items() if k != 'pipeline'} == \
+        {k: v for k, v in train.items() if k != 'pipeline'}
+    assert keys.pipeline == probe.test_pipeline != train.pipeline
 
 
 @pytest.mark.parametrize('path', LINEAR, ids=lambda p: p.name)
