@@ -120,3 +120,13 @@ def decode_image(source: Union[str, os.PathLike, bytes],
             'or corrupt; re-download or remove it (mapet never decodes a '
             'partial image).') from None
     return np.ascontiguousarray(arr)
+
+
+def oriented_size(path: Union[str, os.PathLike]) -> tuple:
+    """``(width, height)`` of an image after its EXIF orientation, read from
+    the header only (the size :func:`decode_image` returns, transposed)."""
+    with Image.open(path) as img:
+        width, height = img.size
+        orientation = img.getexif().get(0x0112, 1)
+    # EXIF orientations 5-8 rotate by 90 degrees: width and height swap.
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)

@@ -6,7 +6,6 @@ round-robin ranks, atomic chunk files, resumable, same bytes at any process
 count) over one row per (image, view), keyed ``<relpath>#v<NN>``; rank 0
 also writes ``views.npy`` (the boxes, from image headers) before merging.
 """
-import os
 import os.path as osp
 from collections import deque
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -17,6 +16,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
+from mapet.datasets.image_decode import DECODER_ID, decode_image, oriented_size
 from mapet.datasets import token_store as ts
 from mapet.datasets.token_views import (VIEW_CROP, VIEWS_NAME, num_views,
                                         render_view, sample_views, view_key)
@@ -63,11 +63,12 @@ class ViewImages(Dataset):
     def __getitem__(self, i: int) -> Tuple[torch.Tensor, int]:
         idx, k = self.rows[i]
         rec = self.records[idx]
-        with Image.open(rec.path) as img:
-            img = img.convert('RGB')
-            view = sample_views(rec.relpath, img.width, img.height,
-                                **self.view_cfg)[k]
-            out = render_view(img, view, self.size, self.interpolation)
+        # The trainer's decoder (EXIF, bit depth, colour order): the view's
+        # tokens come from the pixels LoadVisualTokenView will crop.
+        img = Image.fromarray(decode_image(rec.path))
+        view = sample_views(rec.relpath, img.width, img.height,
+                            **self.view_cfg)[k]
+        out = render_view(img, view, self.size, self.interpolation)
         x = torch.from_numpy(np.asarray(out, dtype=np.float32) / 255.)
         x = (x.permute(2, 0, 1) - self.mean) / self.std
         return x, i
@@ -79,8 +80,7 @@ def image_views(records: Sequence[ImageRecord],
     reads only image headers."""
     out = []
     for rec in records:
-        with Image.open(rec.path) as img:
-            w, h = img.size
+        w, h = oriented_size(rec.path)
         out.append(sample_views(rec.relpath, w, h, **view_cfg))
     return np.concatenate(out).astype(np.int64)
 
@@ -135,6 +135,7 @@ def extract_view_tokens(tokenizer: nn.Module,
         grid=list(grid),
         vocab_size=vocab,
         crop=VIEW_CROP,
+        decoder=DECODER_ID,
         views=dict(view_cfg, num_views=v),
         input_size=[size, size],
         interpolation=tokenizer.interpolation,

@@ -91,11 +91,11 @@ def test_store_layout(view_store):
 
 
 def test_every_view_tokens_equal_tokenized_transformed_image(view_store):
-    from mmcv.transforms import LoadImageFromFile
+    from mapet.datasets.transforms import LoadImageForTokens
 
     from mapet.datasets.transforms import LoadVisualTokenView
     root, records, tok, out, _ = view_store
-    load = LoadImageFromFile()
+    load = LoadImageForTokens()
     checked = 0
     for k in range(2 + NUM_CROPS):
         t = LoadVisualTokenView(out, size=SIZE, grid_size=SIZE // STRIDE,
@@ -115,7 +115,7 @@ def test_every_view_tokens_equal_tokenized_transformed_image(view_store):
 
 
 def test_random_view_choice_and_other_output_size(view_store):
-    from mmcv.transforms import LoadImageFromFile
+    from mapet.datasets.transforms import LoadImageForTokens
 
     from mapet.datasets.transforms import LoadVisualTokenView
     root, records, tok, out, _ = view_store
@@ -124,7 +124,7 @@ def test_random_view_choice_and_other_output_size(view_store):
     np.random.seed(0)
     seen = set()
     for _ in range(30):
-        res = t(LoadImageFromFile()(dict(
+        res = t(LoadImageForTokens()(dict(
             img_path=osp.join(root, records[2].relpath))))
         seen.add(res['token_view_index'])
         # backbone resolution differs from the tokenizer's: same box

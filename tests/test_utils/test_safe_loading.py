@@ -111,6 +111,19 @@ def test_runner_refuses_remote_checkpoints(tmp_path):
         tiny_runner(tmp_path, model=model).train()
 
 
+def test_runner_names_a_safetensors_pretrained_init(tmp_path):
+    """mmengine's Pretrained initialiser cannot read safetensors: the runner
+    says so and how to convert, instead of an unpickling error."""
+    from mapet.utils.safetensors_io import save_weights
+    path = tmp_path / 'backbone.safetensors'
+    save_weights(TinyModel().state_dict(), str(path))
+    model = TinyModel(init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(ValueError, match=r"model\.init_cfg loads .*backbone"
+                       r"\.safetensors, a safetensors file, but .*Convert it "
+                       r'once: python -c'):
+        tiny_runner(tmp_path / 'w', model=model).train()
+
+
 @pytest.mark.parametrize('script', CONVERTERS)
 def test_converters_refuse_payload(tmp_path, canary, script, repo_root,
                                    tools_env):

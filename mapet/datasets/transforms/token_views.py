@@ -8,6 +8,7 @@ from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 from PIL import Image
 
+from mapet.datasets.image_decode import DECODER_ID
 from mapet.datasets.token_store import TokenStoreError
 from mapet.datasets.token_views import ViewTokenStore, render_view, view_key
 
@@ -26,7 +27,8 @@ class LoadVisualTokenView(BaseTransform):
     ``size`` px: the pixels whose tokens were stored, at the backbone's
     resolution. Colour jitter may follow; geometric transforms may not.
 
-    Required Keys: ``img`` (BGR uint8, e.g. from ``LoadImageFromFile``),
+    Required Keys: ``img`` (BGR uint8, from ``LoadImageForTokens``: the decoder the
+    tokens were extracted with),
     ``img_path``.
 
     Modified Keys: ``img``, ``img_shape``.
@@ -45,6 +47,10 @@ class LoadVisualTokenView(BaseTransform):
             None matches by path suffix as ``LoadVisualTokens``.
         interpolation (str): Must be the extraction's. Defaults to
             'bicubic'.
+        decoder (str): The image decoder the store must record (that of
+            ``LoadImageForTokens``, :mod:`mapet.datasets.image_decode`).
+        allow_unrecorded_decoder (bool): Accept a store that records none
+            (extracted by an older version). Defaults to False.
     """
 
     def __init__(self,
@@ -54,10 +60,16 @@ class LoadVisualTokenView(BaseTransform):
                  vocab_size: int = 8192,
                  views: Optional[Sequence[int]] = None,
                  data_root: Optional[str] = None,
-                 interpolation: str = 'bicubic') -> None:
+                 interpolation: str = 'bicubic',
+                 decoder: str = DECODER_ID,
+                 allow_unrecorded_decoder: bool = False) -> None:
         self.store_path = os.fspath(store)
         self.store = ViewTokenStore(self.store_path)
-        self.store.check(grid_size=grid_size, vocab_size=vocab_size)
+        self.store.check(
+            grid_size=grid_size,
+            vocab_size=vocab_size,
+            decoder=decoder,
+            allow_unrecorded_decoder=allow_unrecorded_decoder)
         self.store.verify()
         per_image = self.store.views_per_image
         self.views = list(range(per_image)) if views is None else [

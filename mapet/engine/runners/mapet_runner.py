@@ -43,6 +43,7 @@ from mmengine.device import get_device
 from mmpretrain.registry import RUNNERS
 from torch.utils.data import DataLoader
 
+from mapet.utils.safetensors_io import is_safetensors
 from mapet.utils.atomic import (checksum_path, publish_atomically,
                                 remove_if_exists, write_checksum)
 from mapet.utils.checkpoint import (data_only_message_hub,
@@ -295,6 +296,15 @@ class MaPeTRunner(Runner):
         model = self.model.module if is_model_wrapper(self.model) \
             else self.model
         for name, checkpoint in _pretrained_files(model).items():
+            if is_safetensors(checkpoint):
+                # mmengine's Pretrained initialiser can only torch.load.
+                raise ValueError(
+                    f'{name}.init_cfg loads {checkpoint}, a safetensors '
+                    "file, but init_cfg=dict(type='Pretrained') reads "
+                    'torch checkpoints only. Convert it once: python -c '
+                    '"import torch; from mapet.utils.checkpoint import '
+                    'load_checkpoint_file as f; torch.save(f(\'IN.safetensors'
+                    '\'), \'OUT.pth\')"')
             if _is_local(checkpoint):
                 # Raises on a corrupt or unsafe file before mmengine's
                 # initialiser (which falls back to unrestricted unpickling)
