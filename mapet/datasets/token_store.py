@@ -494,3 +494,45 @@ class TokenStore:
         """Relative paths in row order."""
         for p in self.index:
             yield p.decode('utf-8')
+
+
+class StoreKeyFinder:
+    """Find the store key (path relative to the data root) of an image path.
+
+    With ``data_root`` the key is ``relpath(img_path, data_root)``; without
+    it, the longest trailing run of path components that the store holds
+    (e.g. ``train/cat/cat_00001.png`` for ``data/demo/train/cat/...``). The
+    stripped prefix is cached, so later look-ups are a single ``row_of``
+    call. Shared by every transform that reads a store keyed this way.
+
+    Args:
+        row_of (Callable[[str], int]): Row of a key in the store, -1 if
+            absent (e.g. :meth:`TokenStore.row`).
+        data_root (str, optional): Root the keys are relative to.
+    """
+
+    def __init__(self, row_of, data_root: Optional[str] = None) -> None:
+        self.row_of = row_of
+        self.data_root = data_root
+        self._prefix: Optional[str] = None
+
+    def __call__(self, img_path: str) -> Tuple[Optional[str], int]:
+        """``(key, row)`` of ``img_path``, or ``(None, -1)`` if absent."""
+        path = os.fspath(img_path).replace(os.sep, '/')
+        if self.data_root is not None:
+            key = osp.relpath(path, self.data_root).replace(os.sep, '/')
+            row = self.row_of(key)
+            return (key, row) if row >= 0 else (None, -1)
+        if self._prefix is not None and path.startswith(self._prefix):
+            key = path[len(self._prefix):]
+            row = self.row_of(key)
+            if row >= 0:
+                return key, row
+        parts = path.split('/')
+        for i in range(len(parts)):
+            key = '/'.join(parts[i:])
+            row = self.row_of(key) if key else -1
+            if row >= 0:
+                self._prefix = path[:len(path) - len(key)]
+                return key, row
+        return None, -1

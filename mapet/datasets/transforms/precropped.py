@@ -1,6 +1,5 @@
 """``LoadPrecroppedImage``: the fixed crop from pre-cropped shards."""
 import os
-import os.path as osp
 from typing import Dict, Optional
 
 import numpy as np
@@ -9,7 +8,8 @@ from mmpretrain.registry import TRANSFORMS
 
 from mapet.datasets.crop_shards import CropShardError, CropShards
 from mapet.datasets.image_decode import DECODER_ID
-from mapet.datasets.token_store import TokenStore, TokenStoreError
+from mapet.datasets.token_store import (StoreKeyFinder, TokenStore,
+                                        TokenStoreError)
 
 
 @TRANSFORMS.register_module()
@@ -100,26 +100,11 @@ class LoadPrecroppedImage(BaseTransform):
                 raise CropShardError(
                     f'LoadPrecroppedImage(store=...): {e}') from None
             self.shards.check_store(store_obj)
-        self._prefix: Optional[str] = None
+        self._find = StoreKeyFinder(self.shards.row, data_root)
 
     def _row(self, img_path: str) -> int:
         """Row of ``img_path`` (the rule of ``LoadVisualTokens``) or -1."""
-        path = os.fspath(img_path).replace(os.sep, '/')
-        if self.data_root is not None:
-            key = osp.relpath(path, self.data_root).replace(os.sep, '/')
-            return self.shards.row(key)
-        if self._prefix is not None and path.startswith(self._prefix):
-            row = self.shards.row(path[len(self._prefix):])
-            if row >= 0:
-                return row
-        parts = path.split('/')
-        for i in range(len(parts)):
-            key = '/'.join(parts[i:])
-            row = self.shards.row(key) if key else -1
-            if row >= 0:
-                self._prefix = path[:len(path) - len(key)]
-                return row
-        return -1
+        return self._find(img_path)[1]
 
     def transform(self, results: Dict) -> Dict:
         """Add the crop and the shape keys.

@@ -1,6 +1,5 @@
 """Load one stored view's tokens and apply the identical view to the image."""
 import os
-import os.path as osp
 from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
@@ -9,7 +8,7 @@ from mmpretrain.registry import TRANSFORMS
 from PIL import Image
 
 from mapet.datasets.image_decode import DECODER_ID
-from mapet.datasets.token_store import TokenStoreError
+from mapet.datasets.token_store import StoreKeyFinder, TokenStoreError
 from mapet.datasets.token_views import ViewTokenStore, render_view, view_key
 
 
@@ -84,23 +83,13 @@ class LoadVisualTokenView(BaseTransform):
         self.vocab_size = vocab_size
         self.data_root = data_root
         self.interpolation = interpolation
-        self._prefix: Optional[str] = None
+        self._find = StoreKeyFinder(self._first_view_row, data_root)
+
+    def _first_view_row(self, relpath: str) -> int:
+        return self.store.row(view_key(relpath, 0))
 
     def _relpath(self, img_path: str) -> Optional[str]:
-        path = os.fspath(img_path).replace(os.sep, '/')
-        if self.data_root is not None:
-            return osp.relpath(path, self.data_root).replace(os.sep, '/')
-        if self._prefix is not None and path.startswith(self._prefix):
-            rel = path[len(self._prefix):]
-            if self.store.row(view_key(rel, 0)) >= 0:
-                return rel
-        parts = path.split('/')
-        for i in range(len(parts)):
-            rel = '/'.join(parts[i:])
-            if rel and self.store.row(view_key(rel, 0)) >= 0:
-                self._prefix = path[:len(path) - len(rel)]
-                return rel
-        return None
+        return self._find(img_path)[0]
 
     def transform(self, results: Dict) -> Dict:
         rel = self._relpath(results['img_path'])

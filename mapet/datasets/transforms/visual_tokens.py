@@ -9,7 +9,8 @@ from mmpretrain.registry import TRANSFORMS
 
 from mapet.models.tokenizers.codebook import load_codebook
 from mapet.datasets.image_decode import DECODER_ID
-from mapet.datasets.token_store import TokenStore, TokenStoreError
+from mapet.datasets.token_store import (StoreKeyFinder, TokenStore,
+                                        TokenStoreError)
 
 _HEX_SHA256_LEN = 64
 
@@ -115,26 +116,11 @@ class LoadVisualTokens(BaseTransform):
         # Checksums against the manifest (once per process, before workers
         # fork): a bit-flipped or swapped array is refused, not trained on.
         self.store.verify()
-        self._prefix: Optional[str] = None
+        self._find = StoreKeyFinder(self.store.row, data_root)
 
     def _row(self, img_path: str) -> int:
         """Row of ``img_path`` in the store (one binary search), or -1."""
-        path = os.fspath(img_path).replace(os.sep, '/')
-        if self.data_root is not None:
-            key = osp.relpath(path, self.data_root).replace(os.sep, '/')
-            return self.store.row(key)
-        if self._prefix is not None and path.startswith(self._prefix):
-            row = self.store.row(path[len(self._prefix):])
-            if row >= 0:
-                return row
-        parts = path.split('/')
-        for i in range(len(parts)):
-            key = '/'.join(parts[i:])
-            row = self.store.row(key) if key else -1
-            if row >= 0:
-                self._prefix = path[:len(path) - len(key)]
-                return row
-        return -1
+        return self._find(img_path)[1]
 
     def transform(self, results: Dict) -> Dict:
         """Add ``visual_tokens``.
