@@ -96,6 +96,42 @@ def prepare_parts(root: PathLike, job: Dict) -> None:
             'another output directory')
 
 
+def finished_manifest(root: PathLike, job: Dict) -> Optional[Dict]:
+    """The manifest of a finished store at ``root`` written by ``job``.
+
+    Rerunning an extraction that already completed is then a no-op, as for
+    an interrupted one (the README's "rerun the same command").
+
+    Args:
+        root (str | PathLike): Store directory.
+        job (dict): The job description (without ``chunk_size``, which the
+            manifest does not record).
+
+    Returns:
+        dict | None: The manifest, or None when ``root`` holds no finished
+        store.
+
+    Raises:
+        TokenStoreError: ``root`` holds a finished store of another job;
+            the message names the differing fields.
+    """
+    path = osp.join(os.fspath(root), MANIFEST_NAME)
+    if not osp.isfile(path):
+        return None
+    with open(path, encoding='utf-8') as f:
+        manifest = json.load(f)
+    # Compare through JSON: the manifest holds lists where the job has
+    # tuples.
+    job = json.loads(json.dumps(job))
+    diff = sorted(k for k in job if manifest.get(k) != job[k])
+    if diff:
+        raise TokenStoreError(
+            f'{os.fspath(root)} already holds a finished token store of '
+            f'another extraction (differs in: {", ".join(diff)}); choose '
+            'another output directory or delete it to re-extract')
+    return manifest
+
+
 def record_job(path: str, job: Dict) -> List[str]:
     """Record a resumable job's description, or check it against the one
     recorded.

@@ -382,7 +382,7 @@ def pretrain(cfg: StudyConfig, objective: str, augment: str, seed: int,
             out['loss'].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
             opt.step()
-            losses.append(float(out['loss']))
+            losses.append(float(out['loss'].detach()))
             accs.append(float(out['accuracy']))
             step += 1
         if epoch == 0 or epoch == cfg.epochs - 1:

@@ -111,6 +111,12 @@ def extract_tokens(tokenizer: nn.Module,
             num_images=len(records),
             **(dataset_info or {})),
     )
+    done = ts.finished_manifest(out_dir, job)
+    if done is not None:
+        if rank == 0:
+            print(f'{out_dir}: already complete for this extraction; '
+                  'nothing to do.', flush=True)
+        return done if rank == 0 else None
     if rank == 0:
         ts.prepare_parts(out_dir, dict(job, chunk_size=chunk_size))
     dist_barrier()

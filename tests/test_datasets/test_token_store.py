@@ -142,6 +142,26 @@ def test_resume_with_other_settings_refused(tokenizer, records, tmp_path):
         _extract(tokenizer, records, out, chunk_size=CHUNK * 2)
 
 
+def test_rerun_of_a_finished_extraction(store, tokenizer, records,
+                                        tmp_path, capsys):
+    """The same command again is a no-op (files untouched); a finished store
+    of another extraction is refused, naming what differs."""
+    copy = tmp_path / 'copy'
+    shutil.copytree(store, copy)
+    mtimes = {n: (copy / n).stat().st_mtime_ns for n in STORE_FILES}
+    manifest = _extract(tokenizer, records, copy)
+    assert 'already complete for this extraction' in capsys.readouterr().out
+    assert manifest == TokenStore(str(copy)).manifest
+    assert mtimes == {n: (copy / n).stat().st_mtime_ns for n in STORE_FILES}
+    _same_bytes(store, copy)
+    with pytest.raises(TokenStoreError, match='already holds a finished '
+                       'token store of another extraction.*differs in: '
+                       'grid, input_size'):
+        extract_tokens(tokenizer, records, str(copy), input_size=SIZE * 2,
+                       batch_size=BATCH, num_workers=0, progress=False,
+                       chunk_size=CHUNK)
+
+
 def test_load_visual_tokens(store, demo_data_root, records):
     t = LoadVisualTokens(
         str(store), grid_size=GRID, vocab_size=VOCAB, crop='center')
