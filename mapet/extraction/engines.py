@@ -141,10 +141,29 @@ def extract_tokens(tokenizer: nn.Module,
     tokenizer.to(device)
     dataset = CenterCropImages(records, size, tokenizer.mean, tokenizer.std,
                                tokenizer.interpolation, indices)
+    tokenize_chunks(tokenizer, dataset, todo, rows, out_dir, vocab,
+                    batch_size, num_workers, device,
+                    _progress(len(indices), 'tokens', progress and rank == 0))
+    dist_barrier()
+    if rank != 0:
+        return None
+    return ts.merge_store(out_dir, relpaths, chunk_size, num_tokens, job)
+
+
+def tokenize_chunks(tokenizer: nn.Module, dataset, todo: Sequence[int],
+                    rows: Sequence[int], out_dir: str, vocab: int,
+                    batch_size: int, num_workers: int, device: torch.device,
+                    bar) -> None:
+    """Tokenize ``dataset`` in order and write chunk by chunk.
+
+    ``dataset`` serves the rows of the chunks ``todo`` in that order;
+    chunk ``c`` has ``rows[c]`` rows. A chunk is written (atomically) as
+    soon as its rows are tokenized, so a kill loses at most the chunk in
+    progress. Shared by token and view extraction.
+    """
     pending = deque(todo)
     buf: List[np.ndarray] = []
     buffered = 0
-    bar = _progress(len(indices), 'tokens', progress and rank == 0)
     with torch.no_grad():
         for images, _ in _loader(dataset, batch_size, num_workers,
                                  device.type == 'cuda'):
@@ -159,10 +178,6 @@ def extract_tokens(tokenizer: nn.Module,
                 rest = block[rows[c]:]
                 buf, buffered = ([rest] if len(rest) else []), len(rest)
     bar.close()
-    dist_barrier()
-    if rank != 0:
-        return None
-    return ts.merge_store(out_dir, relpaths, chunk_size, num_tokens, job)
 
 
 def _check_or_write_job(path: str, job: Dict[str, Any]) -> None:

@@ -7,8 +7,7 @@ count) over one row per (image, view), keyed ``<relpath>#v<NN>``; rank 0
 also writes ``views.npy`` (the boxes, from image headers) before merging.
 """
 import os.path as osp
-from collections import deque
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ from mapet.datasets import token_store as ts
 from mapet.datasets.token_views import (VIEW_CROP, VIEWS_NAME, num_views,
                                         render_view, sample_views, view_key)
 from mapet.utils.atomic import atomic_write, sha256_file
-from .engines import _loader, _progress
+from .engines import _progress, tokenize_chunks
 from .images import ImageRecord, dist_barrier, sorted_unique
 
 
@@ -169,24 +168,10 @@ def extract_view_tokens(tokenizer: nn.Module,
     tokenizer.to(device)
     dataset = ViewImages(images, size, tokenizer.mean, tokenizer.std,
                          view_cfg, tokenizer.interpolation, serve)
-    pending = deque(todo)
-    buf: List[np.ndarray] = []
-    buffered = 0
-    bar = _progress(len(serve), 'view tokens', progress and rank == 0)
-    with torch.no_grad():
-        for batch, _ in _loader(dataset, batch_size, num_workers,
-                                device.type == 'cuda'):
-            ids = tokenizer(batch.to(device, non_blocking=True))
-            buf.append(ids.cpu().numpy())
-            buffered += ids.shape[0]
-            bar.update(ids.shape[0])
-            while pending and buffered >= sizes[pending[0]]:
-                c = pending.popleft()
-                block = np.concatenate(buf)
-                ts.write_chunk(out_dir, c, block[:sizes[c]], vocab)
-                rest = block[sizes[c]:]
-                buf, buffered = ([rest] if len(rest) else []), len(rest)
-    bar.close()
+    tokenize_chunks(
+        tokenizer, dataset, todo, sizes, out_dir, vocab, batch_size,
+        num_workers, device,
+        _progress(len(serve), 'view tokens', progress and rank == 0))
     dist_barrier()
     if rank != 0:
         return None
