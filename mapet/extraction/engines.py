@@ -8,7 +8,7 @@ whatever the number of processes. Rank 0 merges/fits after a barrier.
 import os
 import os.path as osp
 from collections import deque
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -86,52 +86,13 @@ def extract_tokens(tokenizer: nn.Module,
     if crop != 'center':
         raise ValueError(f"Only crop='center' is supported, got {crop!r}")
     records = sorted_unique(records)
-    size = int(input_size or tokenizer.default_input_size)
-    grid = tokenizer.grid_size((size, size))
-    num_tokens = grid[0] * grid[1]
-    vocab = int(tokenizer.vocab_size)
-    if vocab > ts.MAX_VOCAB:
-        raise ValueError(f'vocab_size {vocab} does not fit the uint16 store '
-                         f'(max {ts.MAX_VOCAB})')
     relpaths = [r.relpath for r in records]
-    job = dict(
-        tokenizer=tokenizer.metadata(),
-        grid=list(grid),
-        vocab_size=vocab,
-        crop=crop,
-        # The pixels the tokens were computed from (LoadVisualTokens
-        # refuses a store decoded otherwise).
-        decoder=DECODER_ID,
-        input_size=[size, size],
-        interpolation=tokenizer.interpolation,
-        mean=list(tokenizer.mean),
-        std=list(tokenizer.std),
-        dataset=dict(
-            fingerprint=ts.dataset_fingerprint(relpaths),
-            num_images=len(records),
-            **(dataset_info or {})),
-    )
-    done = ts.finished_manifest(out_dir, job)
+    size, num_tokens, vocab, job = tokenizer_job(
+        tokenizer, input_size, crop, relpaths, dataset_info)
+    done, rows, todo = plan_chunks(out_dir, job, len(records), chunk_size,
+                                   num_tokens, rank, world_size)
     if done is not None:
-        if rank == 0:
-            print(f'{out_dir}: already complete for this extraction; '
-                  'nothing to do.', flush=True)
         return done if rank == 0 else None
-    if rank == 0:
-        ts.prepare_parts(out_dir, dict(job, chunk_size=chunk_size))
-    dist_barrier()
-    if rank != 0:
-        ts.prepare_parts(out_dir, dict(job, chunk_size=chunk_size))
-
-    n = len(records)
-    rows = [
-        min(chunk_size, n - c * chunk_size)
-        for c in range(ts.num_chunks(n, chunk_size))
-    ]
-    todo = [
-        c for c in range(len(rows)) if c % world_size == rank
-        and not ts.chunk_done(out_dir, c, rows[c], num_tokens)
-    ]
     indices = [
         i for c in todo
         for i in range(c * chunk_size, c * chunk_size + rows[c])
@@ -148,6 +109,76 @@ def extract_tokens(tokenizer: nn.Module,
     if rank != 0:
         return None
     return ts.merge_store(out_dir, relpaths, chunk_size, num_tokens, job)
+
+
+def tokenizer_job(tokenizer: nn.Module, input_size: Optional[int],
+                  crop: str, relpaths: Sequence[str],
+                  dataset_info: Optional[Dict[str, Any]] = None,
+                  **extra: Any) -> Tuple[int, int, int, Dict[str, Any]]:
+    """Everything that determines the tokens of an extraction.
+
+    Returns:
+        tuple: ``(input size, tokens per image, vocabulary, job)``; the job
+        is what the store's manifest records and a rerun is compared with.
+    """
+    size = int(input_size or tokenizer.default_input_size)
+    grid = tokenizer.grid_size((size, size))
+    vocab = int(tokenizer.vocab_size)
+    if vocab > ts.MAX_VOCAB:
+        raise ValueError(f'vocab_size {vocab} does not fit the uint16 store '
+                         f'(max {ts.MAX_VOCAB})')
+    job = dict(
+        tokenizer=tokenizer.metadata(),
+        grid=list(grid),
+        vocab_size=vocab,
+        crop=crop,
+        # The pixels the tokens were computed from (LoadVisualTokens
+        # refuses a store decoded otherwise).
+        decoder=DECODER_ID,
+        input_size=[size, size],
+        interpolation=tokenizer.interpolation,
+        mean=list(tokenizer.mean),
+        std=list(tokenizer.std),
+        dataset=dict(
+            fingerprint=ts.dataset_fingerprint(relpaths),
+            num_images=len(relpaths),
+            **(dataset_info or {})),
+        **extra)
+    return size, grid[0] * grid[1], vocab, job
+
+
+def plan_chunks(out_dir: str, job: Dict[str, Any], num_rows: int,
+                chunk_size: int, num_tokens: int, rank: int,
+                world_size: int
+                ) -> Tuple[Optional[Dict[str, Any]], List[int], List[int]]:
+    """Resume planning shared by token and view extraction.
+
+    Returns:
+        tuple: ``(manifest, rows, todo)``. ``manifest`` is not None when
+        ``out_dir`` already holds the finished store of this job (a rerun:
+        nothing to do); ``rows[c]`` is the number of rows of chunk ``c``;
+        ``todo`` the chunks this rank still has to write.
+    """
+    done = ts.finished_manifest(out_dir, job)
+    if done is not None:
+        if rank == 0:
+            print(f'{out_dir}: already complete for this extraction; '
+                  'nothing to do.', flush=True)
+        return done, [], []
+    if rank == 0:
+        ts.prepare_parts(out_dir, dict(job, chunk_size=chunk_size))
+    dist_barrier()
+    if rank != 0:
+        ts.prepare_parts(out_dir, dict(job, chunk_size=chunk_size))
+    rows = [
+        min(chunk_size, num_rows - c * chunk_size)
+        for c in range(ts.num_chunks(num_rows, chunk_size))
+    ]
+    todo = [
+        c for c in range(len(rows)) if c % world_size == rank
+        and not ts.chunk_done(out_dir, c, rows[c], num_tokens)
+    ]
+    return None, rows, todo
 
 
 def tokenize_chunks(tokenizer: nn.Module, dataset, todo: Sequence[int],

@@ -15,12 +15,13 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
-from mapet.datasets.image_decode import DECODER_ID, decode_image, oriented_size
+from mapet.datasets.image_decode import decode_image, oriented_size
 from mapet.datasets import token_store as ts
 from mapet.datasets.token_views import (VIEW_CROP, VIEWS_NAME, num_views,
                                         render_view, sample_views, view_key)
 from mapet.utils.atomic import atomic_write, sha256_file
-from .engines import _progress, tokenize_chunks
+from .engines import (_progress, plan_chunks, tokenize_chunks,
+                      tokenizer_job)
 from .images import ImageRecord, dist_barrier, sorted_unique
 
 
@@ -119,46 +120,17 @@ def extract_view_tokens(tokenizer: nn.Module,
         ratio=[float(r) for r in ratio],
         seed=int(seed))
     v = num_views(num_crops, flip)
-    size = int(input_size or tokenizer.default_input_size)
-    grid = tokenizer.grid_size((size, size))
-    num_tokens = grid[0] * grid[1]
-    vocab = int(tokenizer.vocab_size)
-    if vocab > ts.MAX_VOCAB:
-        raise ValueError(f'vocab_size {vocab} does not fit the uint16 store')
     # one row per (image, view), in the byte order of the keys
     rows = sorted(((i, k) for i in range(len(images)) for k in range(v)),
                   key=lambda r: view_key(images[r[0]].relpath, r[1]).encode())
     keys = [view_key(images[i].relpath, k) for i, k in rows]
-    job = dict(
-        tokenizer=tokenizer.metadata(),
-        grid=list(grid),
-        vocab_size=vocab,
-        crop=VIEW_CROP,
-        decoder=DECODER_ID,
-        views=dict(view_cfg, num_views=v),
-        input_size=[size, size],
-        interpolation=tokenizer.interpolation,
-        mean=list(tokenizer.mean),
-        std=list(tokenizer.std),
-        dataset=dict(
-            fingerprint=ts.dataset_fingerprint([r.relpath for r in images]),
-            num_images=len(images),
-            **(dataset_info or {})),
-    )
-    if rank == 0:
-        ts.prepare_parts(out_dir, dict(job, chunk_size=chunk_size))
-    dist_barrier()
-    if rank != 0:
-        ts.prepare_parts(out_dir, dict(job, chunk_size=chunk_size))
-    n = len(rows)
-    sizes = [
-        min(chunk_size, n - c * chunk_size)
-        for c in range(ts.num_chunks(n, chunk_size))
-    ]
-    todo = [
-        c for c in range(len(sizes)) if c % world_size == rank
-        and not ts.chunk_done(out_dir, c, sizes[c], num_tokens)
-    ]
+    size, num_tokens, vocab, job = tokenizer_job(
+        tokenizer, input_size, VIEW_CROP, [r.relpath for r in images],
+        dataset_info, views=dict(view_cfg, num_views=v))
+    done, sizes, todo = plan_chunks(out_dir, job, len(rows), chunk_size,
+                                    num_tokens, rank, world_size)
+    if done is not None:
+        return done if rank == 0 else None
     serve = [
         rows[j] for c in todo
         for j in range(c * chunk_size, c * chunk_size + sizes[c])
