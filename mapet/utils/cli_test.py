@@ -4,13 +4,13 @@ Kept in the package (not in ``tools/``) so that tests and other tools can
 import it; ``tools/test.py`` is the command line over it.
 """
 import argparse
-import os
-import os.path as osp
 from copy import deepcopy
 from typing import List, Optional
 
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
+
+from .cli_common import merge_launcher_and_work_dir, parse_with_launcher
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -62,15 +62,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='Whether to enable the Test-Time-Aug (TTA). mmpretrain: the '
         'config\'s `tta_model`/`tta_pipeline` or a flip TTA by default; '
         'mmseg: needs `tta_model` and `tta_pipeline` in the config.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    args = parse_with_launcher(parser, argv)
     if args.out is None and args.out_item is not None:
         raise ValueError('Please use `--out` argument to specify the path of '
                          'the output file before using `--out-item`.')
@@ -135,12 +127,7 @@ def _merge_seg(cfg: Config, args: argparse.Namespace) -> None:
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Merge CLI arguments to config (mmpretrain or mmseg semantics)."""
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    merge_launcher_and_work_dir(cfg, args)
     cfg.load_from = args.checkpoint
 
     if cfg.get('default_scope') == 'mmseg':

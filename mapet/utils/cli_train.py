@@ -4,14 +4,13 @@ Kept in the package (not in ``tools/``) so that tests and other tools can
 import it; ``tools/train.py`` is the command line over it.
 """
 import argparse
-import os
-import os.path as osp
 from copy import deepcopy
 from typing import List, Optional
 
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
 
+from .cli_common import merge_launcher_and_work_dir, parse_with_launcher
 from .precision import AMP_DTYPES, apply_amp_dtype
 from .sharding import prepare_fsdp
 
@@ -74,17 +73,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
         'Note that the quotation marks are necessary and that no white space '
         'is allowed.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank (torch>=2) or --local_rank.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_with_launcher(parser, argv)
 
 
 def _has_accelerator() -> bool:
@@ -100,14 +89,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.val_dataloader = None
         cfg.val_evaluator = None
 
-    cfg.launcher = args.launcher
-
-    # work_dir priority: CLI > config > ./work_dirs/<config name>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    merge_launcher_and_work_dir(cfg, args)
 
     optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
     amp_dtype = getattr(args, 'amp_dtype', None)
