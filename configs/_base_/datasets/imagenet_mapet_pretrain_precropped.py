@@ -11,35 +11,19 @@ _base_ = ['./imagenet_mapet_pretrain.py']
 
 # Written beside the token store (see data_root / token_store in the base).
 crop_shards = 'data/imagenet/crops/center224/'
-img_size = 224
-patch_size = 16
 
+# The base pipeline with its decode + resize + centre crop replaced by the
+# shard lookup (checked at build against the token store: same keys and
+# order, decoder); everything after it is the base's.
+load_precropped = dict(
+    type='LoadPrecroppedImage',
+    shards=crop_shards,
+    store=_base_.token_store,
+    crop_size=_base_.img_size)
 train_pipeline = [
-    # Replaces LoadImageForTokens + ResizeEdge + CenterCrop; checked at
-    # build against the token store (same keys and order, decoder).
-    dict(
-        type='LoadPrecroppedImage',
-        shards=crop_shards,
-        store={{_base_.token_store}},
-        crop_size=img_size),
-    dict(
-        type='LoadVisualTokens',
-        store={{_base_.token_store}},
-        grid_size=img_size // patch_size,
-        vocab_size=8192,
-        crop='center',
-        codebook={{_base_.codebook_sha256}}),
-    dict(
-        type='ColorJitter',
-        brightness=0.4,
-        contrast=0.4,
-        saturation=0.4,
-        hue=0.),
-    dict(
-        type='RandomPatchPermutation',
-        input_size=img_size,
-        patch_size=patch_size),
-    dict(type='PackInputs', algorithm_keys=['permutation', 'visual_tokens'])
+    load_precropped if t['type'] == 'LoadImageForTokens' else t
+    for t in _base_.train_pipeline
+    if t['type'] not in ('ResizeEdge', 'CenterCrop')
 ]
 
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
