@@ -133,9 +133,9 @@ def snapshot() -> dict:
             for k, v in reg._children.items()
         }
         todo.extend(reg._children.values())
-    snap['torch.serialization.get_safe_globals()'] = [
-        repr(g) for g in torch.serialization.get_safe_globals()
-    ]
+    # A set inside torch: compare members, not the order it lists them in.
+    snap['torch.serialization.get_safe_globals()'] = sorted(
+        repr(g) for g in torch.serialization.get_safe_globals())
     snap['warnings.filters'] = [repr(f) for f in warnings.filters]
     snap[ALIASES] = sorted(module2package_keys)
     return snap
