@@ -235,3 +235,59 @@ def test_cli_writes_and_verifies(data, tmp_path, run_tool):
     proc = run_tool('tools/tokenizers/write_crop_shards.py', '--verify', out,
                     check=False)
     assert proc.returncode == 1 and 'truncated' in proc.stderr
+
+
+def _shipped_pipeline(config: str, data) -> list:
+    """A shipped pre-training base's train pipeline, at this test's size."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(f'configs/_base_/datasets/{config}')
+    sizes = dict(ResizeEdge=dict(scale=CROP), CenterCrop=dict(crop_size=CROP),
+                 RandomPatchPermutation=dict(input_size=CROP, patch_size=8),
+                 LoadPrecroppedImage=dict(shards=str(data['shards']),
+                                          store=str(data['store']),
+                                          crop_size=CROP),
+                 LoadVisualTokens=dict(store=str(data['store']), grid_size=2,
+                                       vocab_size=16, codebook='a' * 64))
+    return [TRANSFORMS.build(dict(t, **sizes.get(t['type'], {})))
+            for t in cfg.train_dataloader.dataset.pipeline], \
+        cfg.data_preprocessor
+
+
+def test_precropped_config_feeds_the_model_what_the_jpeg_config_feeds(data):
+    """Shards + device jitter == JPEG + CPU jitter, after preprocessing."""
+    import torch
+    from mmpretrain.registry import MODELS
+    batches = {}
+    for config in ('imagenet_mapet_pretrain.py',
+                   'imagenet_mapet_pretrain_precropped.py'):
+        pipeline, preprocessor = _shipped_pipeline(config, data)
+        inputs, samples = [], []
+        for i, (rel, _, _) in enumerate(IMAGES):
+            np.random.seed(i)  # PerSampleRNG's role
+            r = dict(img_path=str(data['data_root'] / rel))
+            for t in pipeline:
+                r = t(r)
+            inputs.append(r['inputs'])
+            samples.append(r['data_samples'])
+        batches[config] = MODELS.build(preprocessor)(
+            dict(inputs=torch.stack(inputs), data_samples=samples),
+            training=True)
+    jpeg, pre = batches.values()
+    assert type(MODELS.build(_shipped_pipeline(
+        'imagenet_mapet_pretrain_precropped.py', data)[1])).__name__ == \
+        'ColorJitterDataPreprocessor'
+    torch.testing.assert_close(pre['inputs'], jpeg['inputs'], rtol=0, atol=0)
+    for a, b in zip(jpeg['data_samples'], pre['data_samples']):
+        np.testing.assert_array_equal(a.permutation, b.permutation)
+        np.testing.assert_array_equal(a.visual_tokens, b.visual_tokens)
+    # Not a trivial pass: the jitter changed the pixels.
+    load = LoadPrecroppedImage(str(data['shards']), crop_size=CROP)
+    plain = torch.stack([
+        torch.from_numpy(load(dict(img_path=str(data['data_root'] / rel)))[
+            'img']).permute(2, 0, 1) for rel, _, _ in IMAGES
+    ])
+    unjittered = MODELS.build(_shipped_pipeline(
+        'imagenet_mapet_pretrain.py', data)[1])
+    assert not torch.equal(
+        unjittered(dict(inputs=plain, data_samples=None))['inputs'],
+        pre['inputs'])

@@ -148,6 +148,25 @@ def test_resume_logs_identical_losses(reference, interrupted):
             assert loss == ref[step], (step, loss, ref[step])
 
 
+def test_device_colour_jitter_trains_the_same_bits(reference, tmp_path,
+                                                   tools_env, repo_root):
+    """DeferredColorJitter + ColorJitterDataPreprocessor instead of the CPU
+    ColorJitter: the same losses and final weights, bit for bit."""
+    work_dir = tmp_path / 'device_jitter'
+    pipeline = 'train_dataloader.dataset.pipeline'
+    _check(_train(repo_root, tools_env, work_dir, '--cfg-options',
+                  'data_preprocessor.type=ColorJitterDataPreprocessor',
+                  f'{pipeline}.2.type=DeferredColorJitter',
+                  f'{pipeline}.4.algorithm_keys=[permutation,color_jitter]'))
+    (ref, ), (got, ) = _logged_losses(reference), _logged_losses(work_dir)
+    assert sorted(got) == list(range(1, 13)) and got == ref
+    want = load_checkpoint_file(str(reference / 'iter_12.pth'))['state_dict']
+    have = load_checkpoint_file(str(work_dir / 'iter_12.pth'))['state_dict']
+    assert want.keys() == have.keys()
+    for key in want:
+        assert torch.equal(want[key], have[key]), key
+
+
 def test_resume_replays_same_samples_and_permutations(reference, interrupted):
     work_dir, _ = interrupted
     ref = {r['iter']: r for r in _samples(reference)}

@@ -7,17 +7,19 @@ shards (``mapet.datasets.crop_shards``), it times the training pipelines of
 
 (a) ``configs/_base_/datasets/imagenet_mapet_pretrain.py`` (decode JPEG,
     token look-up, resize + centre crop, colour jitter, permutation, pack);
-(b) ``configs/_base_/datasets/imagenet_mapet_pretrain_precropped.py`` (crop
-    from the shards, token look-up, colour jitter, permutation, pack);
-(c) (b) without ``ColorJitter``: what is left on the CPU once colour
-    jitter runs elsewhere (a measurement of the remaining steps, not a
-    shipped pipeline),
+(b) (c) with mmpretrain's ``ColorJitter`` on the CPU in place of
+    ``DeferredColorJitter``: the shards alone;
+(c) ``configs/_base_/datasets/imagenet_mapet_pretrain_precropped.py`` (crop
+    from the shards, token look-up, jitter drawn but applied on the device
+    by ``ColorJitterDataPreprocessor``, permutation, pack),
 
 interleaved, median of ``--rounds`` passes over the images, one process with
 one thread (a data-loader worker: ``torch.set_num_threads(1)``, OpenCV
 threads off as MMEngine sets them), page cache warm, ``default_collate``
 included; per transform as well. A worker's images/s is the reciprocal of
-its CPU time per image.
+its CPU time per image. The device half of (c), the data preprocessor's
+batched jitter, is timed here on this CPU with one thread for reference;
+``gpu_benchmark.py`` times it on a GPU.
 
 The model side is a FLOP estimate: MaPeT training FLOPs per image = 3 x the
 analytic forward count of ``pretrain_step.analytic_mapet_forward_flops``
@@ -103,7 +105,7 @@ def make_store(store: str, relpaths: List[str], seed: int = 0) -> None:
 
 
 def build_dataset(config: str, data_root: str, store: str, shards: str,
-                  drop_jitter: bool = False):
+                  cpu_jitter: bool = False):
     from mmengine.config import Config
     from mmpretrain.registry import DATASETS
     cfg = Config.fromfile(osp.join(REPO, config))
@@ -111,8 +113,8 @@ def build_dataset(config: str, data_root: str, store: str, shards: str,
     pipeline = []
     for t in ds.pipeline:
         t = dict(t)
-        if t['type'] == 'ColorJitter' and drop_jitter:
-            continue
+        if t['type'] == 'DeferredColorJitter' and cpu_jitter:
+            t['type'] = 'ColorJitter'
         if t['type'] == 'LoadVisualTokens':
             t.update(store=store, codebook=CODEBOOK)
         if t['type'] == 'LoadPrecroppedImage':
@@ -143,6 +145,25 @@ def time_pass(dataset, batch_size: int, times: Dict[str, float]) -> float:
                 time.perf_counter() - t0
             batch = []
     return time.perf_counter() - start
+
+
+def time_device_jitter(dataset, batch_size: int, rounds: int) -> float:
+    """ms per image of the data preprocessor's batched jitter (this CPU)."""
+    from mmengine.dataset import default_collate
+    from mmpretrain.registry import MODELS
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(
+        REPO, 'configs/_base_/datasets/imagenet_mapet_pretrain_precropped.py'))
+    preprocessor = MODELS.build(cfg.data_preprocessor)
+    batch = default_collate([dataset[i] for i in range(
+        min(batch_size, len(dataset)))])
+    preprocessor(batch, training=True)  # warm-up
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        preprocessor(batch, training=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) / len(batch['inputs']) * 1e3
 
 
 def model_rates(mfu: float) -> Dict[str, Dict[str, float]]:
@@ -196,12 +217,13 @@ def main() -> None:
         'JPEG (imagenet_mapet_pretrain)': build_dataset(
             'configs/_base_/datasets/imagenet_mapet_pretrain.py', data_root,
             store, shards),
-        'pre-cropped (imagenet_mapet_pretrain_precropped)': build_dataset(
+        'pre-cropped, CPU ColorJitter': build_dataset(
+            'configs/_base_/datasets/imagenet_mapet_pretrain_precropped.py',
+            data_root, store, shards, cpu_jitter=True),
+        'pre-cropped + device jitter (imagenet_mapet_pretrain_precropped)':
+        build_dataset(
             'configs/_base_/datasets/imagenet_mapet_pretrain_precropped.py',
             data_root, store, shards),
-        'pre-cropped, colour jitter off the CPU': build_dataset(
-            'configs/_base_/datasets/imagenet_mapet_pretrain_precropped.py',
-            data_root, store, shards, drop_jitter=True),
     }
     for ds in paths.values():  # warm-up: page cache, memory maps
         time_pass(ds, args.batch_size, {})
@@ -211,6 +233,8 @@ def main() -> None:
         for name, ds in paths.items():
             totals[name].append(time_pass(ds, args.batch_size, stages[name]))
 
+    device_jitter_ms = time_device_jitter(paths[list(paths)[-1]],
+                                          args.batch_size, args.rounds)
     n = args.images
     per_worker = {k: n / statistics.median(v) for k, v in totals.items()}
     models = model_rates(args.mfu)
@@ -228,6 +252,9 @@ def main() -> None:
     print(f'\nwriting the crop shards: {write_ms:.1f} ms per image once '
           f'(in the token store\'s order); {crop_kb:.1f} KB per image on '
           f'disk vs {jpeg_kb:.0f} KB JPEG')
+    print('\nbatched jitter of ColorJitterDataPreprocessor (the device half '
+          f'of the last pipeline) on this CPU, 1 thread: '
+          f'{device_jitter_ms:.2f} ms per image')
     print('\n## Images/s per worker\n')
     print('| pipeline | ms / image | images/s per worker | x JPEG path |')
     print('|---|---|---|---|')
@@ -264,6 +291,7 @@ def main() -> None:
         with open(args.json, 'w') as f:
             json.dump(dict(per_worker=per_worker, models=models,
                            workers_needed=needed, jpeg_kb=jpeg_kb,
+                           device_jitter_cpu_ms=device_jitter_ms,
                            write_ms_per_image=write_ms), f, indent=1)
     if tmp is not None:
         tmp.cleanup()

@@ -8,7 +8,10 @@ batch 32 and 128 per GPU, in fp16 (GradScaler) and bf16 autocast, eager and
 the device's dense bf16 peak. Then the k-CLIP tokenizer (CLIP RN50x64 trunk
 + nearest centroid of 8192, 448 px, random weights: same cost) images/s.
 Every ratio is against a baseline of the same run (MaPeT / BEiT, compiled /
-eager, bf16 / fp16).
+eager, bf16 / fp16). Last, the device half of the pre-cropped pipeline:
+``ColorJitterDataPreprocessor`` (batched colour jitter + normalisation) on
+224 px uint8 batches, images/s, against the plain ``SelfSupDataPreprocessor``
+of the same batch.
 
     python tools/analysis_tools/gpu_benchmark.py --out work_dirs/gpu_bench.json
     # quick check of the script itself (ViT-T, batch 32, a few steps):
@@ -152,6 +155,38 @@ def bench_kclip(args, device) -> List[Dict]:
     return rows
 
 
+def bench_device_jitter(args, device) -> List[Dict]:
+    from mmpretrain.registry import MODELS
+    from mmpretrain.structures import DataSample
+    import mapet  # noqa: F401  (registers)
+    norm = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                to_rgb=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for batch in args.batch_sizes:
+        inputs = torch.from_numpy(rng.integers(
+            0, 256, (batch, 3, 224, 224), dtype=np.uint8))
+        samples = []
+        for _ in range(batch):
+            params = np.concatenate([rng.permutation(4),
+                                     rng.uniform(0.6, 1.4, 3)])
+            samples.append(DataSample(color_jitter=params))
+        data = dict(inputs=inputs, data_samples=samples)
+        rates = {}
+        for kind in ('SelfSupDataPreprocessor',
+                     'ColorJitterDataPreprocessor'):
+            pre = MODELS.build(dict(type=kind, **norm)).to(device)
+            sec = time_step(lambda: pre(data, training=True), args.warmup,
+                            args.repeats)
+            rates[kind] = batch / sec
+        rows.append(dict(preprocessor_batch=batch, **{
+            f'{k}_images_per_s': v for k, v in rates.items()},
+            jitter_over_plain_time=rates['SelfSupDataPreprocessor'] /
+            rates['ColorJitterDataPreprocessor']))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def ratios(rows: List[Dict]) -> List[str]:
     """Same-run ratios: MaPeT/BEiT, compiled/eager, bf16/fp16 (images/s)."""
     index = {(r['arch'], r['batch'], r['dtype'], r['mode'], r['model']): r
@@ -203,6 +238,7 @@ def main() -> None:
           f'date={time.strftime("%Y-%m-%d")}', flush=True)
     rows = bench_models(args, device, peak)
     kclip = [] if args.no_kclip else bench_kclip(args, device)
+    jitter = bench_device_jitter(args, device)
     lines = ratios(rows)
     print('\n'.join(lines))
     if args.out:
@@ -210,7 +246,7 @@ def main() -> None:
         with open(args.out, 'w') as f:
             json.dump(dict(device=name, bf16_peak_tflops=peak,
                            torch=torch.__version__, steps=rows, kclip=kclip,
-                           ratios=lines), f, indent=1)
+                           device_jitter=jitter, ratios=lines), f, indent=1)
 
 
 if __name__ == '__main__':

@@ -26,7 +26,9 @@ and with ``mim train mapet``, and nothing in mmengine is changed:
 * an empty dataset, or a dataloader that yields no batch, is refused when it
   is built, naming the dataset (:meth:`build_dataloader`);
 * before training, the pre-training targets are checked once: head
-  vocabulary = token store = tokenizer (:func:`check_visual_token_targets`).
+  vocabulary = token store = tokenizer (:func:`check_visual_token_targets`),
+  and deferred colour jitter is both drawn and applied
+  (:func:`check_deferred_jitter`).
 """
 import copy
 import glob
@@ -53,6 +55,7 @@ from mapet.utils.checkpoint import (data_only_message_hub,
 from .dataloader_checks import check_dataloader_not_empty, full_init_checked
 from .load_checks import (CheckpointMismatchError, check_optimizer_state,
                           check_state_dict, normalise_load_check)
+from .jitter_checks import check_deferred_jitter
 from .target_checks import check_visual_token_targets
 
 _TMP_MARK = '.tmp-'
@@ -345,11 +348,12 @@ class MaPeTRunner(Runner):
         return loader
 
     def build_train_loop(self, loop: Union[Any, Dict]):
-        """Build the loop, then check the targets against the model once."""
+        """Build the loop, then check targets and jitter against the model."""
         loop = super().build_train_loop(loop)
         model = self.model.module if is_model_wrapper(self.model) \
             else self.model
         check_visual_token_targets(model, loop.dataloader.dataset)
+        check_deferred_jitter(model, loop.dataloader.dataset)
         return loop
 
     def train(self):

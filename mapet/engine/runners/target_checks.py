@@ -17,7 +17,10 @@ from mmpretrain.datasets import transforms as mmpretrain_transforms
 
 from mapet.datasets.transforms import LoadVisualTokens
 
-__all__ = ['TargetMismatchError', 'check_visual_token_targets']
+__all__ = [
+    'TargetMismatchError', 'check_visual_token_targets', 'flatten_transforms',
+    'leaf_pipelines'
+]
 
 # Transforms that move pixels relative to the fixed crop the tokens were
 # extracted on (flips, random crops and resizes, geometric augmentations).
@@ -44,23 +47,23 @@ class TargetMismatchError(ValueError):
     """Visual-token targets would not match the model or the pixels."""
 
 
-def _flatten(transforms: Any) -> Iterator[Any]:
+def flatten_transforms(transforms: Any) -> Iterator[Any]:
     """Every transform of a pipeline, unwrapping Compose/PerSampleRNG."""
     inner = getattr(transforms, 'transforms', None)
     if isinstance(inner, (list, tuple)):
         for t in inner:
-            yield from _flatten(t)
+            yield from flatten_transforms(t)
     elif inner is not None and inner is not transforms:
-        yield from _flatten(inner)
+        yield from flatten_transforms(inner)
     else:
         yield transforms
 
 
-def _leaf_pipelines(dataset: Any) -> List[Any]:
+def leaf_pipelines(dataset: Any) -> List[Any]:
     if hasattr(dataset, 'datasets'):
-        return [p for d in dataset.datasets for p in _leaf_pipelines(d)]
+        return [p for d in dataset.datasets for p in leaf_pipelines(d)]
     if hasattr(dataset, 'dataset') and not hasattr(dataset, 'pipeline'):
-        return _leaf_pipelines(dataset.dataset)
+        return leaf_pipelines(dataset.dataset)
     pipeline = getattr(dataset, 'pipeline', None)
     return [] if pipeline is None else [pipeline]
 
@@ -77,8 +80,8 @@ def check_visual_token_targets(model: Any, dataset: Any) -> None:
         TargetMismatchError: Naming the two disagreeing settings, or the
             geometric transform that follows ``LoadVisualTokens``.
     """
-    for pipeline in _leaf_pipelines(dataset):
-        transforms = list(_flatten(pipeline))
+    for pipeline in leaf_pipelines(dataset):
+        transforms = list(flatten_transforms(pipeline))
         loaders = [
             i for i, t in enumerate(transforms)
             if isinstance(t, LoadVisualTokens)
