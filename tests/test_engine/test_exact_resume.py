@@ -220,6 +220,25 @@ def test_per_sample_rng_is_pure_and_restores_global_state():
         reset_sample_rng_state()
 
 
+def test_per_sample_rng_in_a_worker_skips_the_restore_only(monkeypatch):
+    """In a dataloader worker the states are not copied back (a worker
+    only runs pipelines), and every sample still draws the same."""
+    import torch.utils.data
+    wrapped = PerSampleRNG([_Draw()])
+    try:
+        set_sample_rng_state(seed=7, epoch=3)
+        main = [wrapped({'sample_idx': i})['draw'] for i in (5, 6, 5)]
+        monkeypatch.setattr(torch.utils.data, 'get_worker_info',
+                            lambda: object())
+        np.random.seed(1)
+        before = np.random.get_state()[1].copy()
+        worker = [wrapped({'sample_idx': i})['draw'] for i in (5, 6, 5)]
+        assert worker == main and main[0] == main[2] != main[1]
+        assert not np.array_equal(np.random.get_state()[1], before)
+    finally:
+        reset_sample_rng_state()
+
+
 class _Toy(BaseDataset):
     """``n`` empty samples (picklable: module level)."""
 

@@ -13,7 +13,8 @@ shards (``mapet.datasets.crop_shards``), it times the training pipelines of
     from the shards, token look-up, jitter drawn but applied on the device
     by ``ColorJitterDataPreprocessor``, permutation, pack),
 
-interleaved, median of ``--rounds`` passes over the images, one process with
+interleaved, median of ``--rounds`` passes over the images, each sample
+inside ``PerSampleRNG``'s seeding as in training, one process with
 one thread (a data-loader worker: ``torch.set_num_threads(1)``, OpenCV
 threads off as MMEngine sets them), page cache warm, ``default_collate``
 included; per transform as well. A worker's images/s is the reciprocal of
@@ -125,18 +126,30 @@ def build_dataset(config: str, data_root: str, store: str, shards: str,
 
 
 def time_pass(dataset, batch_size: int, times: Dict[str, float]) -> float:
-    """One pass over the dataset; per-transform seconds added to times."""
+    """One pass over the dataset; per-transform seconds added to times.
+
+    Each sample's transforms run inside the per-sample seeding of the global
+    RNGs that ``PerSampleRNG`` does in a dataloader worker of every
+    pre-training run (its cost is the ``PerSampleRNG`` stage).
+    """
     from mmengine.dataset import default_collate
+    from mapet.datasets.transforms.per_sample_rng import sample_rng_scope
     transforms = dataset.pipeline.transforms
     names = [type(t).__name__ for t in transforms]
     start = time.perf_counter()
     batch = []
     for i in range(len(dataset)):
         results = dataset.get_data_info(i)
-        for name, t in zip(names, transforms):
-            t0 = time.perf_counter()
-            results = t(results)
-            times[name] = times.get(name, 0.) + time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with sample_rng_scope(0, 0, i, restore=False):
+            seeded = time.perf_counter()
+            for name, t in zip(names, transforms):
+                t1 = time.perf_counter()
+                results = t(results)
+                times[name] = times.get(name, 0.) + time.perf_counter() - t1
+            done = time.perf_counter()
+        times['PerSampleRNG'] = times.get('PerSampleRNG', 0.) + \
+            (seeded - t0) + (time.perf_counter() - done)
         batch.append(results)
         if len(batch) == batch_size or i == len(dataset) - 1:
             t0 = time.perf_counter()

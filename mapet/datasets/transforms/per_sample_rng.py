@@ -10,7 +10,8 @@ epoch.
 
 :class:`PerSampleRNG` removes that state: before running its transforms
 on a sample it seeds the three global RNGs from
-``(seed, epoch, sample_idx)``, and afterwards it puts the previous global
+``(seed, epoch, sample_idx)``, and afterwards (in the main process; a
+dataloader worker has no other use for them) it puts the previous global
 states back. Every random transform inside it (stock ones like
 ``ColorJitter`` as well as ``RandomPatchPermutation``) then produces the
 same output for the same sample in the same epoch, whatever the process,
@@ -39,7 +40,8 @@ from mmpretrain.registry import TRANSFORMS
 
 __all__ = [
     'set_sample_rng_state', 'get_sample_rng_state', 'derive_seed_words',
-    'seed_global_rngs', 'preserve_global_rngs', 'PerSampleRNG',
+    'seed_global_rngs', 'preserve_global_rngs', 'sample_rng_scope',
+    'PerSampleRNG',
     'wrap_dataset_pipelines'
 ]
 
@@ -121,6 +123,31 @@ def seed_global_rngs(*keys: int, all_devices: bool = False) -> None:
 
 
 @contextlib.contextmanager
+def sample_rng_scope(seed: int, epoch: int, sample_idx: int,
+                     restore: bool) -> Iterator[None]:
+    """Seed the global RNGs for one sample; restore them after if asked.
+
+    Args:
+        seed (int): Base seed of the run.
+        epoch (int): Current epoch.
+        sample_idx (int): Index of the sample.
+        restore (bool): Put the previous global states back on exit. Needed
+            in the main process (``num_workers=0``: model randomness and the
+            rest of the loop share those RNGs); a dataloader worker runs
+            nothing but pipelines and reseeds before every sample, so there
+            it is skipped: copying MT19937's state out and back costs about
+            0.1 ms per sample, half of a pre-cropped worker's time.
+    """
+    if restore:
+        with preserve_global_rngs():
+            seed_global_rngs(seed, epoch, sample_idx, SAMPLE_STREAM)
+            yield
+    else:
+        seed_global_rngs(seed, epoch, sample_idx, SAMPLE_STREAM)
+        yield
+
+
+@contextlib.contextmanager
 def preserve_global_rngs() -> Iterator[None]:
     """Restore numpy's, Python's and torch's (CPU) global RNGs on exit."""
     np_state = np.random.get_state()
@@ -195,9 +222,9 @@ class PerSampleRNG(BaseTransform):
                 "MMEngine's BaseDataset.get_data_info); the dataset "
                 f'produced only {sorted(results)}.')
         seed, epoch = state
-        with preserve_global_rngs():
-            seed_global_rngs(seed, epoch, int(results['sample_idx']),
-                             SAMPLE_STREAM)
+        in_worker = torch.utils.data.get_worker_info() is not None
+        with sample_rng_scope(seed, epoch, int(results['sample_idx']),
+                              restore=not in_worker):
             return self.transforms(results)
 
     def __repr__(self) -> str:

@@ -68,6 +68,11 @@ def test_draws_follow_color_jitter_and_identity_factors():
     ones = torch.ones(4, 7, dtype=torch.float64)
     ones[:, :4] = torch.tensor([3, 1, 0, 2])
     assert torch.equal(color_jitter_batch(imgs, ones), imgs.float())
+    # A float32 batch is jittered into a new tensor, never in place.
+    floats, jitter = imgs.float(), ones.clone()
+    jitter[:, 4:] = 1.3
+    out = color_jitter_batch(floats, jitter)
+    assert torch.equal(floats, imgs.float()) and not torch.equal(out, floats)
 
 
 def test_repr_and_hue_refused():
