@@ -23,9 +23,9 @@ Differences a user may notice:
   pre-training and fine-tuning config): ``auto`` (default) keeps a dtype
   written in the config, else bfloat16 on Ampere and newer GPUs and float16
   before (``mapet/utils/precision.py``). An explicit dtype implies ``--amp``.
-* ``runner_type`` may name mmengine's ``FlexibleRunner`` with an
-  ``FSDPStrategy`` (the ViT-L configs): sharded training, also on CPU/gloo
-  (``mapet/utils/sharding.py``).
+* ``runner_type`` may name a ``FlexibleRunner`` with an FSDP strategy (the
+  ViT-L configs: ``MaPeTFlexibleRunner`` + ``VerifiedFSDPStrategy``):
+  sharded training, also on CPU/gloo (``mapet/utils/sharding.py``).
 * Dataloaders default to ``persistent_workers`` only when ``num_workers >
   0`` and to ``pin_memory`` only with CUDA.
 """

@@ -15,7 +15,7 @@
 #     10 warmup epochs, cosine to 1e-5, clip 3.0, wd 0.05, 300 epochs), as
 #     BEiT v2 keeps its B learning rate for L.
 #   - batch 2048 = 64 GPUs x 32; auto_scale_lr rescales otherwise.
-# Sharding: mmengine FlexibleRunner + FSDPStrategy, one FSDP unit per
+# Sharding: mmengine FlexibleRunner + FSDP strategy, one FSDP unit per
 # transformer block (full-shard: parameters, gradients and AdamW state split
 # across ranks), full state dict gathered on rank 0 for checkpoints. Launch
 # exactly like the other configs (tools/dist_train.sh CONFIG GPUS);
@@ -28,9 +28,12 @@ model = dict(
     backbone=dict(arch='large', cutting_point=60, with_cp=True),
     head=dict(embed_dims=1024))
 
-runner_type = 'FlexibleRunner'
+# MaPeTFlexibleRunner + VerifiedFSDPStrategy: the checkpoint guarantees of
+# MaPeTRunner (atomic saves with sidecars, verified and checked loads,
+# newest-intact resume, pre-flight data checks) for sharded training.
+runner_type = 'mmpretrain.MaPeTFlexibleRunner'
 strategy = dict(
-    type='FSDPStrategy',
+    type='mapet.engine.strategies.VerifiedFSDPStrategy',
     model_wrapper=dict(
         auto_wrap_policy=dict(
             type='mapet.models.backbones.mapet_vit.'

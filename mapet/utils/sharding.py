@@ -18,10 +18,16 @@ __all__ = ['uses_fsdp', 'prepare_fsdp', 'check_fsdp_runner']
 
 
 def uses_fsdp(cfg: Config) -> bool:
-    """Whether the config trains with mmengine's ``FSDPStrategy``."""
+    """Whether the config trains with mmengine's ``FSDPStrategy`` (or a
+    subclass, such as ``VerifiedFSDPStrategy``)."""
     strategy = cfg.get('strategy')
-    return isinstance(strategy, dict) and \
-        strategy.get('type') == 'FSDPStrategy'
+    if not isinstance(strategy, dict):
+        return False
+    from mmengine._strategy import FSDPStrategy
+    from mmengine.registry import STRATEGIES
+    kind = strategy.get('type')
+    cls = STRATEGIES.get(kind) if isinstance(kind, str) else kind
+    return isinstance(cls, type) and issubclass(cls, FSDPStrategy)
 
 
 def prepare_fsdp(cfg: Config) -> None:
@@ -65,6 +71,7 @@ def check_fsdp_runner(cfg: Config) -> None:
     if not (isinstance(runner_cls, type)
             and issubclass(runner_cls, FlexibleRunner)):
         raise ValueError(
-            f'The config sets strategy=FSDPStrategy but runner_type='
+            f'The config sets an FSDP strategy but runner_type='
             f'{runner_type!r}, which ignores strategies and would train '
-            "unsharded; set runner_type = 'FlexibleRunner'.")
+            "unsharded; set runner_type = 'mmpretrain.MaPeTFlexibleRunner'"
+            " (or mmengine's 'FlexibleRunner').")

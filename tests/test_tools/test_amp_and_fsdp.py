@@ -169,7 +169,9 @@ def test_vit_l_configs_select_fsdp():
     for name in ('mapet_vit-l_300e_in1k.py', 'mapet_vit-l_vqkd_300e_in1k.py'):
         cfg = Config.fromfile(osp.join(REPO, 'configs', 'mapet_large', name))
         assert uses_fsdp(cfg)
-        assert cfg.runner_type == 'FlexibleRunner'
+        assert cfg.runner_type == 'mmpretrain.MaPeTFlexibleRunner'
+        assert cfg.strategy.type == \
+            'mapet.engine.strategies.VerifiedFSDPStrategy'
         assert cfg.model.backbone.arch == 'large'
         assert cfg.model.backbone.cutting_point == 60
         assert cfg.model.head.embed_dims == 1024
@@ -208,27 +210,36 @@ env_cfg = dict(dist_cfg=dict(backend='gloo'))
 '''
 
 
-def test_fsdp_two_processes_gloo(tmp_path, tools_env, free_port):
-    base = osp.join(REPO, 'configs', 'mapet_large',
-                    'mapet_vit-l_300e_in1k.py')
-    cfg_path = tmp_path / 'fsdp_tiny.py'
-    cfg_path.write_text(FSDP_TEST_CONFIG.format(base=base))
-    work_dir = tmp_path / 'work'
+def _fsdp_train(tmp_path, tools_env, free_port, work_dir, *options):
     cmd = [
         sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
         f'--master_port={free_port()}',
         osp.join(REPO, 'tools', 'train.py'),
-        str(cfg_path), '--launcher', 'pytorch', '--work-dir',
-        str(work_dir)
+        str(tmp_path / 'fsdp_tiny.py'), '--launcher', 'pytorch',
+        '--work-dir', str(work_dir), *options
     ]
     proc = subprocess.run(cmd, cwd=REPO, env=tools_env, capture_output=True,
                           text=True, timeout=600)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_fsdp_two_processes_gloo(tmp_path, tools_env, free_port):
+    """2 ranks, FSDP on gloo, through MaPeTFlexibleRunner: gathered
+    checkpoints with sidecars, a verified auto-resume, stale temporaries
+    removed, a checkpoint of another architecture refused."""
+    from mapet.utils.atomic import checksum_path
+    from mapet.utils.checkpoint import load_checkpoint_file
+    base = osp.join(REPO, 'configs', 'mapet_large',
+                    'mapet_vit-l_300e_in1k.py')
+    (tmp_path / 'fsdp_tiny.py').write_text(FSDP_TEST_CONFIG.format(base=base))
+    work_dir = tmp_path / 'work'
+    rc, log = _fsdp_train(tmp_path, tools_env, free_port, work_dir)
+    assert rc == 0, log[-4000:]
     assert 'FullyShardedDataParallel' in log or 'FSDP' in log, log[-3000:]
-    ckpts = glob.glob(str(work_dir / '*.pth'))
-    assert ckpts, log[-2000:]
-    state = torch.load(ckpts[0], map_location='cpu', weights_only=False)
+    ckpt = work_dir / 'epoch_1.pth'
+    assert ckpt.exists() and osp.exists(checksum_path(str(ckpt))), log[-2000:]
+    # Verified, weights_only load (raises on a bad sidecar or pickle).
+    state = load_checkpoint_file(str(ckpt))
     weights = state['state_dict']
     # Full (gathered) state dict: unsharded shapes, plain key names.
     qkv = [k for k in weights if k.endswith('layers.0.attn.qkv.weight')]
@@ -236,3 +247,49 @@ def test_fsdp_two_processes_gloo(tmp_path, tools_env, free_port):
     assert any(k.endswith('mask_token') for k in weights)
     assert all(torch.isfinite(v).all() for v in weights.values()
                if v.is_floating_point())
+    assert type(state['message_hub']['log_scalars']['train/loss']) \
+        .__name__ == 'DataOnlyHistoryBuffer'
+
+    # Auto-resume (newest intact checkpoint), after a killed save's
+    # temporary file: removed, then one more epoch.
+    stale = work_dir / '.epoch_2.pth.tmp-99999'
+    stale.write_bytes(b'partial')
+    rc, log = _fsdp_train(tmp_path, tools_env, free_port, work_dir,
+                          '--resume', '--cfg-options',
+                          'train_cfg.max_epochs=2')
+    assert rc == 0, log[-4000:]
+    assert not stale.exists()
+    assert f'Removing {stale}' in log
+    assert f'Auto-resuming from {ckpt}' in log
+    assert f'Load checkpoint from {ckpt} (verified)' in log
+    assert 'resumed epoch: 1' in log, log[-3000:]
+    newest = work_dir / 'epoch_2.pth'
+    assert osp.exists(checksum_path(str(newest)))
+    assert not ckpt.exists()  # rotated: max_keep_ckpts=1
+
+    # A checkpoint of another head size: refused before anything trains.
+    rc, log = _fsdp_train(tmp_path, tools_env, free_port,
+                          tmp_path / 'other', '--cfg-options',
+                          f'load_from={newest}', 'model.head.num_embed=16')
+    assert rc != 0
+    assert 'CheckpointMismatchError' in log, log[-6000:]
+    assert 'shape mismatches' in log and 'head.' in log, log[-3000:]
+
+
+def test_flexible_runner_needs_the_verified_strategy(tmp_path):
+    from mapet.engine.runners import MaPeTFlexibleRunner
+    from mapet.engine.strategies import VerifiedFSDPStrategy
+    with pytest.raises(ValueError, match="state_dict_cfg='full'"):
+        VerifiedFSDPStrategy(state_dict_cfg='local')
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'mapet_large',
+                                   'mapet_vit-l_300e_in1k.py'))
+    assert uses_fsdp(cfg)
+    cfg.strategy.type = 'FSDPStrategy'
+    assert uses_fsdp(cfg)  # mmengine's own counts as FSDP too
+    cfg.strategy = dict(type='DDPStrategy')
+    assert not uses_fsdp(cfg)
+    # Without a strategy mmengine picks its single-device one: refused.
+    with pytest.raises(ValueError, match='got strategy SingleDeviceStrategy'
+                       ', whose loads it cannot verify'):
+        MaPeTFlexibleRunner(model=dict(type='TinyModel'),
+                            work_dir=str(tmp_path / 'work'))

@@ -102,7 +102,8 @@ def check_state_dict(model: nn.Module,
                      checkpoint,
                      source: str,
                      allowed: Dict[str, tuple],
-                     revise_keys=((r'^module.', ''), )) -> LoadReport:
+                     revise_keys=((r'^module.', ''), ),
+                     model_name: Optional[str] = None) -> LoadReport:
     """Compare ``checkpoint`` with ``model``; raise on what is not allowed.
 
     Args:
@@ -112,6 +113,8 @@ def check_state_dict(model: nn.Module,
             ``'load_from checkpoint a.pth'``).
         allowed (dict): :func:`normalise_load_check` output.
         revise_keys: As mmengine's ``load_checkpoint``.
+        model_name (str, optional): Name of the model in the message.
+            Defaults to the class name of ``model``.
 
     Returns:
         LoadReport: The report (``errors`` empty).
@@ -162,9 +165,10 @@ def check_state_dict(model: nn.Module,
     if not report.loaded and not report.errors:
         report.errors.append('no tensor of the checkpoint fits the model')
     if report.errors:
+        name = model_name or type(model).__name__
         raise CheckpointMismatchError(
-            f'{source} does not fit the model '
-            f'({type(model).__name__}):\n- ' + '\n- '.join(report.errors) +
+            f'{source} does not fit the model ({name}):\n- ' +
+            '\n- '.join(report.errors) +
             '\nWrong checkpoint, config or architecture? If these '
             'differences are intended, allow them by pattern in the config, '
             "e.g. load_check = dict(allowed_missing=['head.*'], "

@@ -30,55 +30,19 @@ and with ``mim train mapet``, and nothing in mmengine is changed:
   and deferred colour jitter is both drawn and applied
   (:func:`check_deferred_jitter`).
 """
-import copy
-import glob
-import os
-import os.path as osp
 from typing import Any, Callable, Dict, Optional, Union
 
-from mmengine.model import is_model_wrapper
-from mmengine.registry import FUNCTIONS, DefaultScope
+from mmengine.device import get_device
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
-from mmengine.dist import is_main_process
-from mmengine.device import get_device
 from mmpretrain.registry import RUNNERS
-from torch.utils.data import DataLoader
 
+from mapet.utils.checkpoint import (find_latest_intact_checkpoint,
+                                    load_checkpoint_file)
 from mapet.utils.safetensors_io import is_safetensors
-from mapet.utils.atomic import (checksum_path, publish_atomically,
-                                remove_if_exists, write_checksum)
-from mapet.utils.checkpoint import (data_only_message_hub,
-                                    find_latest_intact_checkpoint,
-                                    load_checkpoint_file,
-                                    remove_orphan_sidecars)
-from .dataloader_checks import check_dataloader_not_empty, full_init_checked
 from .load_checks import (CheckpointMismatchError, check_optimizer_state,
-                          check_state_dict, normalise_load_check)
-from .jitter_checks import check_deferred_jitter
-from .target_checks import check_visual_token_targets
-
-_TMP_MARK = '.tmp-'
-
-
-def _stale_temporaries(work_dir: str) -> list:
-    """Temporary files a killed checkpoint save left in ``work_dir``.
-
-    A checkpoint (``.<name>.pth.tmp-<pid>``), its sidecar
-    (``.<name>.pth.sha256.tmp-*``) or ``last_checkpoint``
-    (``.last_checkpoint.tmp-*``).
-    """
-    root = glob.escape(work_dir)
-    found = []
-    for pattern in (f'.*.pth{_TMP_MARK}*', f'.*.pth.sha256{_TMP_MARK}*',
-                    f'.last_checkpoint{_TMP_MARK}*'):
-        found += glob.glob(osp.join(root, pattern))
-    return sorted(set(found))
-
-
-def _is_local(path: str) -> bool:
-    return '://' not in os.fspath(path)
-
+                          check_state_dict)
+from .safe_run_mixin import SafeRunMixin, is_local
 
 def _pretrained_files(model) -> Dict[str, str]:
     """``{module name: checkpoint}`` of every ``Pretrained`` init_cfg."""
@@ -110,7 +74,7 @@ def _check_scheduler_count(current, saved, source: str) -> None:
 
 
 @RUNNERS.register_module()
-class MaPeTRunner(Runner):
+class MaPeTRunner(SafeRunMixin, Runner):
     """mmengine ``Runner`` with crash-safe saving and verified safe loading.
 
     Same arguments as :class:`mmengine.runner.Runner`; see the module
@@ -118,14 +82,6 @@ class MaPeTRunner(Runner):
     """
 
     # -- saving ----------------------------------------------------------
-    def call_hook(self, fn_name: str, **kwargs) -> None:
-        """Call hooks; a checkpoint's message hub is then made data-only."""
-        super().call_hook(fn_name, **kwargs)
-        if fn_name == 'before_save_checkpoint':
-            checkpoint = kwargs['checkpoint']
-            checkpoint['message_hub'] = data_only_message_hub(
-                checkpoint['message_hub'])
-
     def save_checkpoint(self,
                         out_dir: str,
                         filename: str,
@@ -148,20 +104,13 @@ class MaPeTRunner(Runner):
             by_epoch=by_epoch,
             backend_args=backend_args)
         if file_client_args is not None or backend_args is not None or \
-                not _is_local(out_dir):
+                not is_local(out_dir):
             return super().save_checkpoint(out_dir, filename, **kwargs)
-        if not is_main_process():
-            return None  # mmengine's save is master-only as well
-        final = osp.join(out_dir, filename)
-        tmp_name = f'.{osp.basename(filename)}{_TMP_MARK}{os.getpid()}'
-        tmp = osp.join(osp.dirname(final), tmp_name)
-        # A stale sidecar must never vouch for the new content.
-        remove_if_exists(checksum_path(final))
-        super().save_checkpoint(
-            osp.dirname(final), tmp_name, **kwargs)
-        publish_atomically(tmp, final)
-        write_checksum(final)
-        remove_orphan_sidecars(osp.dirname(osp.abspath(final)))
+        self._save_atomically(
+            out_dir, filename,
+            lambda folder, name: super(MaPeTRunner, self).save_checkpoint(
+                folder, name, **kwargs),
+            collective=False)
         return None
 
     # -- loading ---------------------------------------------------------
@@ -182,7 +131,7 @@ class MaPeTRunner(Runner):
         Returns:
             dict: The checkpoint.
         """
-        if not _is_local(filename):
+        if not is_local(filename):
             raise ValueError(
                 f'{filename} is not a local file: MaPeTRunner loads only '
                 'local checkpoints, verified and with weights_only=True. '
@@ -195,8 +144,7 @@ class MaPeTRunner(Runner):
             checkpoint = load_checkpoint_file(
                 filename, map_location=map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self.model.module if is_model_wrapper(self.model) \
-            else self.model
+        model = self.unwrapped_model()
         report = check_state_dict(
             model, checkpoint, source or f'Checkpoint {filename} (load_from)',
             self._load_check_cfg(), revise_keys=revise_keys)
@@ -205,13 +153,6 @@ class MaPeTRunner(Runner):
         self._has_loaded = True
         self.logger.info(f'Loaded checkpoint {filename}: {report.format()}')
         return checkpoint
-
-    def _load_check_cfg(self) -> dict:
-        """The config's ``load_check`` allow-lists (default: none)."""
-        if getattr(self, '_load_check', None) is None:
-            self._load_check = normalise_load_check(
-                self.cfg.get('load_check'))
-        return self._load_check
 
     def resume(self,
                filename: str,
@@ -226,7 +167,7 @@ class MaPeTRunner(Runner):
         before anything is loaded; a mismatch raises
         :class:`CheckpointMismatchError` naming it.
         """
-        if not _is_local(filename):
+        if not is_local(filename):
             raise ValueError(
                 f'{filename} is not a local file: MaPeTRunner resumes only '
                 'from local checkpoints, verified and with weights_only=True.')
@@ -272,8 +213,7 @@ class MaPeTRunner(Runner):
             PretrainedLoadCheckHook
         if any(isinstance(h, PretrainedLoadCheckHook) for h in self._hooks):
             return
-        model = self.model.module if is_model_wrapper(self.model) \
-            else self.model
+        model = self.unwrapped_model()
         if _pretrained_files(model):
             self.register_hook(
                 PretrainedLoadCheckHook(
@@ -296,8 +236,7 @@ class MaPeTRunner(Runner):
 
     def _init_model_weights(self) -> None:
         """Vet ``Pretrained`` init files with the safe loader, then init."""
-        model = self.model.module if is_model_wrapper(self.model) \
-            else self.model
+        model = self.unwrapped_model()
         for name, checkpoint in _pretrained_files(model).items():
             if is_safetensors(checkpoint):
                 # mmengine's Pretrained initialiser can only torch.load.
@@ -308,7 +247,7 @@ class MaPeTRunner(Runner):
                     '"import torch; from mapet.utils.checkpoint import '
                     'load_checkpoint_file as f; torch.save(f(\'IN.safetensors'
                     '\'), \'OUT.pth\')"')
-            if _is_local(checkpoint):
+            if is_local(checkpoint):
                 # Raises on a corrupt or unsafe file before mmengine's
                 # initialiser (which falls back to unrestricted unpickling)
                 # ever opens it.
@@ -320,49 +259,14 @@ class MaPeTRunner(Runner):
                     'at the local copy so that it can be verified.')
         super()._init_model_weights()
 
-    # -- data --------------------------------------------------------------
-    def build_dataloader(self,
-                         dataloader: Union[DataLoader, Dict],
-                         seed: Optional[int] = None,
-                         diff_rank_seed: bool = False) -> DataLoader:
-        """Build like mmengine; an empty dataset or no batch is refused."""
-        if isinstance(dataloader, dict) and \
-                isinstance(dataloader.get('dataset'), dict):
-            dataloader = copy.copy(dataloader)
-            dataloader['dataset'] = full_init_checked(dataloader['dataset'])
-        collate = dataloader.get('collate_fn') \
-            if isinstance(dataloader, dict) else None
-        if isinstance(collate, dict) and '_scope_' in collate:
-            # A `mapet::` base stamps `_scope_` on its collate_fn; mmengine
-            # would pass it to the function as a keyword argument.
-            dataloader = copy.copy(dataloader)
-            collate = dict(collate)
-            scope = collate.pop('_scope_')
-            if isinstance(collate.get('type'), str):
-                with DefaultScope.overwrite_default_scope(scope):
-                    collate['type'] = FUNCTIONS.get(collate['type'])
-            dataloader['collate_fn'] = collate
-        loader = Runner.build_dataloader(
-            dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
-        check_dataloader_not_empty(loader)
-        return loader
-
+    # -- training --------------------------------------------------------
     def build_train_loop(self, loop: Union[Any, Dict]):
         """Build the loop, then check targets and jitter against the model."""
         loop = super().build_train_loop(loop)
-        model = self.model.module if is_model_wrapper(self.model) \
-            else self.model
-        check_visual_token_targets(model, loop.dataloader.dataset)
-        check_deferred_jitter(model, loop.dataloader.dataset)
+        self.check_training_inputs(loop.dataloader.dataset)
         return loop
 
     def train(self):
         """Remove stale temporary checkpoint files, then train."""
-        if is_main_process() and _is_local(self.work_dir):
-            for stale in _stale_temporaries(self.work_dir):
-                self.logger.warning(
-                    f'Removing {stale}: a checkpoint save that was killed '
-                    'before it completed.')
-                remove_if_exists(stale)
+        self._remove_stale_temporaries()
         return super().train()
-

@@ -1,0 +1,105 @@
+"""``MaPeTFlexibleRunner``: ``FlexibleRunner`` (FSDP) with our guarantees.
+
+The ViT-L configs shard with mmengine's ``FlexibleRunner`` and
+``VerifiedFSDPStrategy`` (``configs/mapet_large/``). This subclass gives
+them what ``MaPeTRunner`` gives the other configs, as far as a strategy
+that gathers the state dict on rank 0 allows:
+
+* checkpoints written to a temporary file, renamed into place and given a
+  ``.sha256`` sidecar (every rank gathers, rank 0 writes); data-only
+  message hub; stale temporary files removed when a run starts;
+* loads (``load_from``, ``--resume``) verified, ``weights_only``, and
+  compared with the model's keys and shapes (``VerifiedFSDPStrategy``,
+  which this runner requires), with the config's ``load_check``;
+* ``--resume auto`` picks the newest checkpoint that matches its sidecar;
+* empty datasets and pickled annotations refused when built; targets and
+  deferred colour jitter checked against the built model before training.
+
+Not covered (use ``MaPeTRunner`` for them): the optimizer-state and
+scheduler-count checks before ``--resume`` (FSDP re-shards the optimizer
+state itself and raises on a mismatch), and vetting ``Pretrained`` init
+files (no sharded config uses them).
+"""
+from mmengine.runner import BaseLoop, FlexibleRunner
+from mmpretrain.registry import RUNNERS
+
+from mapet.engine.strategies.verified_fsdp import VerifiedFSDPStrategy
+from mapet.utils.checkpoint import find_latest_intact_checkpoint
+from .safe_run_mixin import SafeRunMixin, is_local
+
+__all__ = ['MaPeTFlexibleRunner']
+
+
+@RUNNERS.register_module()
+class MaPeTFlexibleRunner(SafeRunMixin, FlexibleRunner):
+    """mmengine ``FlexibleRunner`` with crash-safe saving and checked loads.
+
+    Same arguments as :class:`mmengine.runner.FlexibleRunner`; the strategy
+    must be a :class:`~mapet.engine.strategies.VerifiedFSDPStrategy`.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.strategy, VerifiedFSDPStrategy):
+            raise ValueError(
+                f'MaPeTFlexibleRunner got strategy '
+                f'{type(self.strategy).__name__}, whose loads it cannot '
+                "verify; set strategy = dict(type='mapet.engine.strategies."
+                "VerifiedFSDPStrategy', ...) or runner_type='FlexibleRunner'"
+                ' (without these guarantees).')
+        self.strategy.load_check = self._load_check_cfg()
+
+    def save_checkpoint(self,
+                        out_dir: str,
+                        filename: str,
+                        file_client_args=None,
+                        save_optimizer: bool = True,
+                        save_param_scheduler: bool = True,
+                        meta=None,
+                        by_epoch: bool = True,
+                        backend_args=None) -> None:
+        """Save like mmengine, but atomically and with a sidecar (local).
+
+        Every rank calls it (the full state dict is gathered); rank 0
+        writes. Remote destinations are saved by mmengine unchanged.
+        """
+        kwargs = dict(
+            file_client_args=file_client_args,
+            save_optimizer=save_optimizer,
+            save_param_scheduler=save_param_scheduler,
+            meta=meta,
+            by_epoch=by_epoch,
+            backend_args=backend_args)
+        if file_client_args is not None or backend_args is not None or \
+                not is_local(out_dir):
+            return super().save_checkpoint(out_dir, filename, **kwargs)
+        self._save_atomically(
+            out_dir, filename,
+            lambda folder, name: super(MaPeTFlexibleRunner,
+                                       self).save_checkpoint(
+                                           folder, name, **kwargs),
+            collective=True)
+        return None
+
+    def load_or_resume(self) -> None:
+        """Check the inputs against the built model, then load or resume;
+        ``--resume auto`` uses the newest intact checkpoint."""
+        # Training builds its loop before the strategy builds the model,
+        # so the checks run here (val/test have no built train loop).
+        if isinstance(self._train_loop, BaseLoop):
+            self.check_training_inputs(self._train_loop.dataloader.dataset)
+        if self._has_loaded:
+            return None
+        if self._resume is True and self._load_from is None:
+            resume_from = find_latest_intact_checkpoint(self.work_dir)
+            if resume_from is not None:
+                self.logger.info(f'Auto-resuming from {resume_from}.')
+                self.resume(resume_from)
+                self._has_loaded = True
+            return None
+        return super().load_or_resume()
+
+    def train(self):
+        """Remove stale temporary checkpoint files, then train."""
+        self._remove_stale_temporaries()
+        return super().train()

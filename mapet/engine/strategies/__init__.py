@@ -1,0 +1,3 @@
+from .verified_fsdp import VerifiedFSDPStrategy
+
+__all__ = ['VerifiedFSDPStrategy']
