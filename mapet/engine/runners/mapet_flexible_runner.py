@@ -20,12 +20,14 @@ scheduler-count checks before ``--resume`` (FSDP re-shards the optimizer
 state itself and raises on a mismatch), and vetting ``Pretrained`` init
 files (no sharded config uses them).
 """
+from typing import Optional
+
 from mmengine.runner import BaseLoop, FlexibleRunner
 from mmpretrain.registry import RUNNERS
 
 from mapet.engine.strategies.verified_fsdp import VerifiedFSDPStrategy
 from mapet.utils.checkpoint import find_latest_intact_checkpoint
-from .safe_run_mixin import SafeRunMixin, is_local
+from .safe_run_mixin import SafeRunMixin
 
 __all__ = ['MaPeTFlexibleRunner']
 
@@ -52,34 +54,25 @@ class MaPeTFlexibleRunner(SafeRunMixin, FlexibleRunner):
     def save_checkpoint(self,
                         out_dir: str,
                         filename: str,
-                        file_client_args=None,
+                        file_client_args: Optional[dict] = None,
                         save_optimizer: bool = True,
                         save_param_scheduler: bool = True,
-                        meta=None,
+                        meta: Optional[dict] = None,
                         by_epoch: bool = True,
-                        backend_args=None) -> None:
+                        backend_args: Optional[dict] = None) -> None:
         """Save like mmengine, but atomically and with a sidecar (local).
 
         Every rank calls it (the full state dict is gathered); rank 0
         writes. Remote destinations are saved by mmengine unchanged.
         """
-        kwargs = dict(
+        return self._save_safely(
+            super().save_checkpoint, out_dir, filename, collective=True,
             file_client_args=file_client_args,
             save_optimizer=save_optimizer,
             save_param_scheduler=save_param_scheduler,
             meta=meta,
             by_epoch=by_epoch,
             backend_args=backend_args)
-        if file_client_args is not None or backend_args is not None or \
-                not is_local(out_dir):
-            return super().save_checkpoint(out_dir, filename, **kwargs)
-        self._save_atomically(
-            out_dir, filename,
-            lambda folder, name: super(MaPeTFlexibleRunner,
-                                       self).save_checkpoint(
-                                           folder, name, **kwargs),
-            collective=True)
-        return None
 
     def load_or_resume(self) -> None:
         """Check the inputs against the built model, then load or resume;

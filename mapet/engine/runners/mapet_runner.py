@@ -96,22 +96,14 @@ class MaPeTRunner(SafeRunMixin, Runner):
         Remote destinations (``backend_args``/``file_client_args`` or a
         URL) are saved by mmengine unchanged.
         """
-        kwargs = dict(
+        return self._save_safely(
+            super().save_checkpoint, out_dir, filename, collective=False,
             file_client_args=file_client_args,
             save_optimizer=save_optimizer,
             save_param_scheduler=save_param_scheduler,
             meta=meta,
             by_epoch=by_epoch,
             backend_args=backend_args)
-        if file_client_args is not None or backend_args is not None or \
-                not is_local(out_dir):
-            return super().save_checkpoint(out_dir, filename, **kwargs)
-        self._save_atomically(
-            out_dir, filename,
-            lambda folder, name: super(MaPeTRunner, self).save_checkpoint(
-                folder, name, **kwargs),
-            collective=False)
-        return None
 
     # -- loading ---------------------------------------------------------
     def load_checkpoint(self,

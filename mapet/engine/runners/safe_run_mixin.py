@@ -76,21 +76,29 @@ class SafeRunMixin:
             checkpoint['message_hub'] = data_only_message_hub(
                 checkpoint['message_hub'])
 
-    def _save_atomically(self, out_dir: str, filename: str,
-                         save: Callable[[str, str], None],
-                         collective: bool) -> None:
-        """Have ``save(dir, name)`` write a temporary file, then publish it.
+    def _save_safely(self, parent_save: Callable[..., None], out_dir: str,
+                     filename: str, collective: bool, **kwargs) -> None:
+        """Save with ``parent_save`` (mmengine's ``save_checkpoint``) to a
+        temporary file, then publish it atomically with its sidecar.
+
+        Remote destinations (``backend_args``/``file_client_args`` or a URL)
+        are saved by mmengine unchanged.
 
         Args:
-            out_dir (str): Local directory of the checkpoint.
+            parent_save (callable): mmengine's bound ``save_checkpoint``.
+            out_dir (str): Directory of the checkpoint.
             filename (str): Its final name.
-            save (callable): mmengine's save, writing ``dir/name``.
-            collective (bool): Every rank must call ``save`` (FSDP gathers
-                the state dict); else only the main process saves, as
-                mmengine's ``Runner`` does.
+            collective (bool): Every rank must call ``parent_save`` (FSDP
+                gathers the state dict); else only the main process saves,
+                as mmengine's ``Runner`` does.
+            **kwargs: The other arguments of ``save_checkpoint``.
         """
+        if kwargs.get('file_client_args') is not None or \
+                kwargs.get('backend_args') is not None or \
+                not is_local(out_dir):
+            return parent_save(out_dir, filename, **kwargs)
         if not collective and not is_main_process():
-            return
+            return None
         final = osp.join(out_dir, filename)
         # Only the main process writes the file (FSDP's full state dict
         # too); the other ranks take part in gathering it.
@@ -98,11 +106,12 @@ class SafeRunMixin:
         if is_main_process():
             # A stale sidecar must never vouch for the new content.
             remove_if_exists(checksum_path(final))
-        save(osp.dirname(final), tmp_name)
+        parent_save(osp.dirname(final), tmp_name, **kwargs)
         if is_main_process():
             publish_atomically(osp.join(osp.dirname(final), tmp_name), final)
             write_checksum(final)
             remove_orphan_sidecars(osp.dirname(osp.abspath(final)))
+        return None
 
     def _remove_stale_temporaries(self) -> None:
         if is_main_process() and is_local(self.work_dir):
