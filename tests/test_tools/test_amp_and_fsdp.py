@@ -180,28 +180,43 @@ def test_vit_l_configs_select_fsdp():
         assert cfg.strategy.model_wrapper.device_id == 'cpu'  # no CUDA here
 
 
+# The shipped ViT-L config (runner, strategy, ExactResume loop), shrunk:
+# a 2-layer model on 8 demo images with online tiny-tokenizer targets.
 FSDP_TEST_CONFIG = '''
 _base_ = {base!r}
 custom_imports = dict(
-    imports=['mapet', 'synthetic_pretrain_data'], allow_failed_imports=False)
+    imports=['mapet', 'core_tiny_tokenizer'], allow_failed_imports=False)
 model = dict(
     backbone=dict(
         arch=dict(_delete_=True, embed_dims=64, num_layers=2, num_heads=2,
                   feedforward_channels=128),
         img_size=32, patch_size=8, cutting_point=5, drop_path_rate=0.0),
-    head=dict(embed_dims=64, num_embed=32))
+    head=dict(embed_dims=64, num_embed=32),
+    target_generator=dict(type='CoreTinyTokenizer', vocab_size=32,
+                          patch_size=8))
 train_dataloader = dict(
     _delete_=True, batch_size=2, num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='SyntheticPermutationDataset', length=8, size=32,
-                 num_patches=16, vocab=32))
+    dataset=dict(
+        type='CustomDataset', data_root={data_root!r},
+        ann_file='meta/train.txt', data_prefix='train',
+        indices=list(range(8)),
+        pipeline=[
+            dict(type='LoadImageForTokens'),
+            dict(type='Resize', scale=(32, 32)),
+            dict(type='ColorJitter', brightness=0.4, contrast=0.4,
+                 saturation=0.4),
+            dict(type='RandomPatchPermutation', input_size=32,
+                 patch_size=8),
+            dict(type='PackInputs', algorithm_keys=['permutation']),
+        ]))
 optim_wrapper = dict(
     _delete_=True, type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
     clip_grad=dict(max_norm=3.0))
 param_scheduler = []
-train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=1)
+train_cfg = dict(max_epochs=1)  # the shipped ExactResumeEpochBasedTrainLoop
 auto_scale_lr = dict(enable=False)
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval=1, max_keep_ckpts=1))
@@ -223,7 +238,8 @@ def _fsdp_train(tmp_path, tools_env, free_port, work_dir, *options):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def test_fsdp_two_processes_gloo(tmp_path, tools_env, free_port):
+def test_fsdp_two_processes_gloo(tmp_path, tools_env, free_port,
+                                 demo_data_root):
     """2 ranks, FSDP on gloo, through MaPeTFlexibleRunner: gathered
     checkpoints with sidecars, a verified auto-resume, stale temporaries
     removed, a checkpoint of another architecture refused."""
@@ -231,7 +247,8 @@ def test_fsdp_two_processes_gloo(tmp_path, tools_env, free_port):
     from mapet.utils.checkpoint import load_checkpoint_file
     base = osp.join(REPO, 'configs', 'mapet_large',
                     'mapet_vit-l_300e_in1k.py')
-    (tmp_path / 'fsdp_tiny.py').write_text(FSDP_TEST_CONFIG.format(base=base))
+    (tmp_path / 'fsdp_tiny.py').write_text(
+        FSDP_TEST_CONFIG.format(base=base, data_root=str(demo_data_root)))
     work_dir = tmp_path / 'work'
     rc, log = _fsdp_train(tmp_path, tools_env, free_port, work_dir)
     assert rc == 0, log[-4000:]
@@ -263,6 +280,7 @@ def test_fsdp_two_processes_gloo(tmp_path, tools_env, free_port):
     assert f'Auto-resuming from {ckpt}' in log
     assert f'Load checkpoint from {ckpt} (verified)' in log
     assert 'resumed epoch: 1' in log, log[-3000:]
+    assert 'ExactResumeHook: 1 training pipeline(s) now draw' in log
     newest = work_dir / 'epoch_2.pth'
     assert osp.exists(checksum_path(str(newest)))
     assert not ckpt.exists()  # rotated: max_keep_ckpts=1
@@ -270,7 +288,8 @@ def test_fsdp_two_processes_gloo(tmp_path, tools_env, free_port):
     # A checkpoint of another head size: refused before anything trains.
     rc, log = _fsdp_train(tmp_path, tools_env, free_port,
                           tmp_path / 'other', '--cfg-options',
-                          f'load_from={newest}', 'model.head.num_embed=16')
+                          f'load_from={newest}', 'model.head.num_embed=16',
+                          'model.target_generator.vocab_size=16')
     assert rc != 0
     assert 'CheckpointMismatchError' in log, log[-6000:]
     assert 'shape mismatches' in log and 'head.' in log, log[-3000:]

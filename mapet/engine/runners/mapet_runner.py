@@ -44,6 +44,7 @@ from .load_checks import (CheckpointMismatchError, check_optimizer_state,
                           check_state_dict)
 from .safe_run_mixin import SafeRunMixin, is_local
 
+
 def _pretrained_files(model) -> Dict[str, str]:
     """``{module name: checkpoint}`` of every ``Pretrained`` init_cfg."""
     found = {}
