@@ -104,3 +104,69 @@ def test_mmpretrain_train_tool_selects_our_runner(tmp_path, tools_env,
         timeout=300)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
     _check_checkpoint(work_dir)
+
+
+REPO = HERE.parent
+# What a wheel is built from (the sdist's content, see MANIFEST.in).
+PACKAGE_FILES = ('setup.py', 'MANIFEST.in', 'README.md', 'model-index.yml',
+                 'requirements', 'mapet', 'configs', 'tools')
+
+
+def test_regular_install_serves_bases_and_mim(tmp_path, tools_env):
+    """A regular (non-editable) install, built as pip builds a wheel: its
+    ``mapet/.mim`` holds copies, ``_base_ = 'mapet::...'`` resolves there
+    from any folder, and ``mim search mapet`` finds our configs."""
+    src = tmp_path / 'mapet-src'  # a copy: building rewrites mapet/.mim
+    for name in PACKAGE_FILES:
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, symlinks=True,
+                            ignore=shutil.ignore_patterns('__pycache__'))
+        else:
+            src.mkdir(exist_ok=True)
+            shutil.copy2(path, src / name)
+    pip = [sys.executable, '-m', 'pip', '--disable-pip-version-check', '-q']
+    proc = subprocess.run(
+        [*pip, 'wheel', '--no-deps', '--no-build-isolation', '-w',
+         str(tmp_path / 'dist'), str(src)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (wheel, ) = (tmp_path / 'dist').glob('mapet-*.whl')
+    proc = subprocess.run(
+        [*pip, 'install', '--no-deps', '--target', str(tmp_path / 'site'),
+         str(wheel)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mim_dir = tmp_path / 'site' / 'mapet' / '.mim'
+    for rel in ('configs/mapet/mapet_vit-t_300e_in1k.py', 'tools/train.py',
+                'model-index.yml'):
+        assert (mim_dir / rel).is_file() and not (mim_dir / rel).is_symlink()
+
+    user = tmp_path / 'user'
+    user.mkdir()
+    (user / 'cfg.py').write_text(
+        "_base_ = 'mapet::mapet/mapet_vit-t_300e_in1k.py'\n"
+        "model = dict(backbone=dict(cutting_point=40))\n")
+    env = dict(_env(tools_env), PYTHONPATH=str(tmp_path / 'site'))
+    probe = (
+        'import mapet\n'
+        'from mmengine.config import Config\n'
+        'from mmengine.utils import get_installed_path\n'
+        "cfg = Config.fromfile('cfg.py')\n"
+        "print(mapet.__file__, get_installed_path('mapet'),\n"
+        '      cfg.model.backbone.arch, cfg.model.backbone.cutting_point,\n'
+        '      cfg.runner_type)\n')
+    proc = subprocess.run([sys.executable, '-c', probe], cwd=user, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # The last line: what mapet prints on import comes first.
+    module, installed, arch, cutting_point, runner = \
+        proc.stdout.strip().splitlines()[-1].split()
+    site = str(tmp_path / 'site')
+    assert module.startswith(site) and installed.startswith(site), \
+        proc.stdout
+    assert (arch, cutting_point, runner) == ('deit-t', '40',
+                                             'mmpretrain.MaPeTRunner')
+    proc = subprocess.run([_mim(), 'search', 'mapet'], cwd=user, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'config id: mapet_vit-t_300e_in1k\n' in proc.stdout
