@@ -307,8 +307,14 @@ def test_flexible_runner_needs_the_verified_strategy(tmp_path):
     assert uses_fsdp(cfg)  # mmengine's own counts as FSDP too
     cfg.strategy = dict(type='DDPStrategy')
     assert not uses_fsdp(cfg)
-    # Without a strategy mmengine picks its single-device one: refused.
-    with pytest.raises(ValueError, match='got strategy SingleDeviceStrategy'
-                       ', whose loads it cannot verify'):
-        MaPeTFlexibleRunner(model=dict(type='TinyModel'),
-                            work_dir=str(tmp_path / 'work'))
+    # Refused before mmengine builds anything (no work dir, no global
+    # default scope left behind for the tests that follow).
+    for strategy, name in ((None, 'None \\(mmengine picks its default\\)'),
+                           (dict(type='FSDPStrategy'), 'FSDPStrategy'),
+                           (dict(type='DDPStrategy'), 'DDPStrategy')):
+        with pytest.raises(ValueError, match=f'got strategy {name}, whose '
+                           'loads it cannot verify'):
+            MaPeTFlexibleRunner(model=dict(type='TinyModel'),
+                                work_dir=str(tmp_path / 'work'),
+                                strategy=strategy)
+    assert not (tmp_path / 'work').exists()

@@ -160,6 +160,33 @@ def time_pass(dataset, batch_size: int, times: Dict[str, float]) -> float:
     return time.perf_counter() - start
 
 
+def time_decoders(data_root: str, relpaths: List[str],
+                  rounds: int) -> Dict[str, float]:
+    """ms per image of mapet's one decoder against cv2's, same JPEGs.
+
+    ``decode_image`` is what both token extraction and training use
+    (``mapet/datasets/image_decode.py``); cv2 (``cv2.imread``, mmcv's
+    default backend) is the alternative that decides nothing about EXIF or
+    bit depth the same way.
+    """
+    import cv2
+    from mapet.datasets.image_decode import decode_image
+    paths = [osp.join(data_root, r) for r in relpaths]
+    decoders = {
+        'decode_image (PIL, EXIF, RGB)': decode_image,
+        'cv2.imread (BGR)': lambda p: cv2.imread(p, cv2.IMREAD_COLOR),
+    }
+    times = {name: [] for name in decoders}
+    for _ in range(rounds):
+        for name, decode in decoders.items():
+            t0 = time.perf_counter()
+            for p in paths:
+                decode(p)
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) / len(paths) * 1e3
+            for name, v in times.items()}
+
+
 def time_device_jitter(dataset, batch_size: int, rounds: int) -> float:
     """ms per image of the data preprocessor's batched jitter (this CPU)."""
     from mmengine.dataset import default_collate
@@ -248,6 +275,7 @@ def main() -> None:
 
     device_jitter_ms = time_device_jitter(paths[list(paths)[-1]],
                                           args.batch_size, args.rounds)
+    decoder_ms = time_decoders(data_root, relpaths, args.rounds)
     n = args.images
     per_worker = {k: n / statistics.median(v) for k, v in totals.items()}
     models = model_rates(args.mfu)
@@ -265,6 +293,9 @@ def main() -> None:
     print(f'\nwriting the crop shards: {write_ms:.1f} ms per image once '
           f'(in the token store\'s order); {crop_kb:.1f} KB per image on '
           f'disk vs {jpeg_kb:.0f} KB JPEG')
+    print('\nJPEG decoders, same files, ms per image (x mapet\'s): ' +
+          ', '.join(f'{k} {v:.2f} (x{v / next(iter(decoder_ms.values())):.2f})'
+                    for k, v in decoder_ms.items()))
     print('\nbatched jitter of ColorJitterDataPreprocessor (the device half '
           f'of the last pipeline) on this CPU, 1 thread: '
           f'{device_jitter_ms:.2f} ms per image')
@@ -305,6 +336,7 @@ def main() -> None:
             json.dump(dict(per_worker=per_worker, models=models,
                            workers_needed=needed, jpeg_kb=jpeg_kb,
                            device_jitter_cpu_ms=device_jitter_ms,
+                           decoder_ms=decoder_ms,
                            write_ms_per_image=write_ms), f, indent=1)
     if tmp is not None:
         tmp.cleanup()

@@ -22,6 +22,7 @@ files (no sharded config uses them).
 """
 from typing import Optional
 
+from mmengine.registry import STRATEGIES
 from mmengine.runner import BaseLoop, FlexibleRunner
 from mmpretrain.registry import RUNNERS
 
@@ -40,15 +41,23 @@ class MaPeTFlexibleRunner(SafeRunMixin, FlexibleRunner):
     must be a :class:`~mapet.engine.strategies.VerifiedFSDPStrategy`.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        if not isinstance(self.strategy, VerifiedFSDPStrategy):
+    def __init__(self, *args, strategy=None, **kwargs) -> None:
+        # Checked before mmengine builds anything (work dir, logger, scope).
+        if isinstance(strategy, dict):
+            kind = strategy.get('type')
+            cls = STRATEGIES.get(kind) if isinstance(kind, str) else kind
+        else:
+            cls = type(strategy)
+        if not (isinstance(cls, type)
+                and issubclass(cls, VerifiedFSDPStrategy)):
+            name = 'None (mmengine picks its default)' if strategy is None \
+                else getattr(cls, '__name__', repr(strategy))
             raise ValueError(
-                f'MaPeTFlexibleRunner got strategy '
-                f'{type(self.strategy).__name__}, whose loads it cannot '
-                "verify; set strategy = dict(type='mapet.engine.strategies."
-                "VerifiedFSDPStrategy', ...) or runner_type='FlexibleRunner'"
-                ' (without these guarantees).')
+                f'MaPeTFlexibleRunner got strategy {name}, whose loads it '
+                "cannot verify; set strategy = dict(type='mapet.engine."
+                "strategies.VerifiedFSDPStrategy', ...) or runner_type="
+                "'FlexibleRunner' (without these guarantees).")
+        super().__init__(*args, strategy=strategy, **kwargs)
         self.strategy.load_check = self._load_check_cfg()
 
     def save_checkpoint(self,
