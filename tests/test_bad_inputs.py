@@ -488,6 +488,8 @@ def test_empty_codebook_is_never_written(tmp_path):
     (lambda p: p.write_text('hello'), "is not a torch checkpoint .*text"),
     (lambda p: np.savez(open(p, 'wb'), a=np.zeros(2)),
      r"is a zip archive but not a torch checkpoint \(entries \['a.npy'\]"),
+    (lambda p: p.write_bytes(__import__('pickle').dumps([1, 2, 3])),
+     r'is a plain Python pickle \(protocol \d+\), not a torch checkpoint'),
 ])
 def test_files_that_are_not_checkpoints(tmp_path, make, message):
     from mapet.utils.checkpoint import load_checkpoint_file
@@ -496,6 +498,18 @@ def test_files_that_are_not_checkpoints(tmp_path, make, message):
     make(path)
     with pytest.raises(NotACheckpointError, match=f'model.pth {message}'):
         load_checkpoint_file(str(path))
+
+
+def test_legacy_torch_format_is_still_a_checkpoint(tmp_path):
+    """torch.save's pre-zip format (default protocol 2) is a pickle too:
+    it must not be taken for a plain one."""
+    import torch
+    from mapet.utils.checkpoint import load_checkpoint_file
+    path = tmp_path / 'legacy.pth'
+    torch.save({'state_dict': {'w': torch.arange(3.)}}, path,
+               _use_new_zipfile_serialization=False)
+    assert load_checkpoint_file(str(path))['state_dict']['w'].tolist() == \
+        [0., 1., 2.]
 
 
 # ------------------------------------------------------ annotation pickles

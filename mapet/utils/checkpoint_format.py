@@ -12,6 +12,9 @@ __all__ = ['NotACheckpointError', 'check_torch_checkpoint_file']
 
 _ZIP_MAGIC = b'PK\x03\x04'
 _PICKLE_PROTO = b'\x80'  # torch's legacy (non-zip) format starts pickled
+# ... with torch's magic number 0x1950a86a20f9469cfc6c (pickle LONG1 opcode),
+# right after the protocol (2) or a protocol-4 frame header.
+_LEGACY_TORCH_MAGIC = b'\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19'
 
 
 class NotACheckpointError(ValueError):
@@ -23,8 +26,9 @@ def check_torch_checkpoint_file(path: str) -> None:
 
     Accepts torch's zip format (an archive whose entries live under one
     top-level folder holding ``data.pkl``) and the legacy pickle-based
-    format; refuses empty files, text, ``.npz``/other zip archives and
-    anything else, naming the file and what it seems to be.
+    format; refuses empty files, text, ``.npz``/other zip archives, plain
+    pickles (``pickle.dump`` of a list or dict) and anything else, naming
+    the file and what it seems to be.
     """
     name = os.fspath(path)
     size = os.path.getsize(name)
@@ -33,7 +37,8 @@ def check_torch_checkpoint_file(path: str) -> None:
             f'Checkpoint {name} is empty (0 bytes): a copy or save that did '
             'not complete. Use another checkpoint or save it again.')
     with open(name, 'rb') as f:
-        head = f.read(4)
+        start = f.read(32)
+    head = start[:4]
     if head == _ZIP_MAGIC:
         try:
             with zipfile.ZipFile(name) as archive:
@@ -51,7 +56,15 @@ def check_torch_checkpoint_file(path: str) -> None:
                 'training runner.')
         return
     if head[:1] == _PICKLE_PROTO:
-        return  # legacy torch.save format; the safe unpickler decides
+        if _LEGACY_TORCH_MAGIC in start:
+            return  # legacy torch.save format; the safe unpickler decides
+        raise NotACheckpointError(
+            f'Checkpoint {name} is a plain Python pickle (protocol '
+            f'{start[1]}), not a torch checkpoint: torch.save writes a zip '
+            'archive (or, in its legacy format, a pickle that starts with '
+            "torch's magic number). mapet does not unpickle plain pickles; "
+            'save the weights with torch.save(state_dict, path) from code '
+            'you trust.')
     try:
         head.decode('ascii')
         what = 'text'
