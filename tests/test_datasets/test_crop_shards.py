@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mmpretrain.datasets.transforms import PackInputs
 from mmpretrain.registry import TRANSFORMS
 from PIL import Image
 
@@ -89,6 +90,11 @@ def test_crops_equal_the_normal_pipeline_bit_for_bit(data):
         assert got['img'].dtype == np.uint8
         assert got['img'].flags.writeable
         np.testing.assert_array_equal(got['img'], expected['img'])
+        # Channel-first memory: PackInputs' (3, S, S) tensor is a view.
+        packed = PackInputs()(dict(got))['inputs']
+        assert packed.is_contiguous() and tuple(packed.shape) == (3, CROP,
+                                                                   CROP)
+        assert np.shares_memory(packed.numpy(), got['img'])
         for key in SHAPE_KEYS:
             assert tuple(got[key]) == tuple(expected[key]), key
         np.testing.assert_array_equal(
