@@ -19,8 +19,9 @@ class DeferredColorJitter(ColorJitter):
     sample, epoch and seed) and stores them; it leaves ``img`` untouched.
     ``ColorJitterDataPreprocessor`` then applies them to the whole batch on
     the device, with a result equal pixel for pixel to ``ColorJitter``'s
-    (pillow backend). A data-loader worker saves about 3 ms per 224 px
-    image, most of its time on pre-cropped shards (``docs/benchmarks.md``).
+    (pillow backend). A data-loader worker saves the CPU jitter, 1.4-1.6 ms
+    per 224 px image on our benchmark machine and most of its time on
+    pre-cropped shards (``docs/benchmarks.md``).
 
     The training runner refuses a pipeline with this transform whose model
     does not use ``ColorJitterDataPreprocessor`` (the jitter would silently
