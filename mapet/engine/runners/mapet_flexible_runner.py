@@ -20,14 +20,11 @@ scheduler-count checks before ``--resume`` (FSDP re-shards the optimizer
 state itself and raises on a mismatch), and vetting ``Pretrained`` init
 files (no sharded config uses them).
 """
-from typing import Optional
-
 from mmengine.registry import STRATEGIES
 from mmengine.runner import BaseLoop, FlexibleRunner
 from mmpretrain.registry import RUNNERS
 
 from mapet.engine.strategies.verified_fsdp import VerifiedFSDPStrategy
-from mapet.utils.checkpoint import find_latest_intact_checkpoint
 from .safe_run_mixin import SafeRunMixin
 
 __all__ = ['MaPeTFlexibleRunner']
@@ -40,6 +37,9 @@ class MaPeTFlexibleRunner(SafeRunMixin, FlexibleRunner):
     Same arguments as :class:`mmengine.runner.FlexibleRunner`; the strategy
     must be a :class:`~mapet.engine.strategies.VerifiedFSDPStrategy`.
     """
+
+    #: SafeRunMixin.save_checkpoint: every rank gathers, rank 0 writes.
+    collective_save = True
 
     def __init__(self, *args, strategy=None, **kwargs) -> None:
         # Checked before mmengine builds anything (work dir, logger, scope).
@@ -60,29 +60,6 @@ class MaPeTFlexibleRunner(SafeRunMixin, FlexibleRunner):
         super().__init__(*args, strategy=strategy, **kwargs)
         self.strategy.load_check = self._load_check_cfg()
 
-    def save_checkpoint(self,
-                        out_dir: str,
-                        filename: str,
-                        file_client_args: Optional[dict] = None,
-                        save_optimizer: bool = True,
-                        save_param_scheduler: bool = True,
-                        meta: Optional[dict] = None,
-                        by_epoch: bool = True,
-                        backend_args: Optional[dict] = None) -> None:
-        """Save like mmengine, but atomically and with a sidecar (local).
-
-        Every rank calls it (the full state dict is gathered); rank 0
-        writes. Remote destinations are saved by mmengine unchanged.
-        """
-        return self._save_safely(
-            super().save_checkpoint, out_dir, filename, collective=True,
-            file_client_args=file_client_args,
-            save_optimizer=save_optimizer,
-            save_param_scheduler=save_param_scheduler,
-            meta=meta,
-            by_epoch=by_epoch,
-            backend_args=backend_args)
-
     def load_or_resume(self) -> None:
         """Check the inputs against the built model, then load or resume;
         ``--resume auto`` uses the newest intact checkpoint."""
@@ -90,18 +67,4 @@ class MaPeTFlexibleRunner(SafeRunMixin, FlexibleRunner):
         # so the checks run here (val/test have no built train loop).
         if isinstance(self._train_loop, BaseLoop):
             self.check_training_inputs(self._train_loop.dataloader.dataset)
-        if self._has_loaded:
-            return None
-        if self._resume is True and self._load_from is None:
-            resume_from = find_latest_intact_checkpoint(self.work_dir)
-            if resume_from is not None:
-                self.logger.info(f'Auto-resuming from {resume_from}.')
-                self.resume(resume_from)
-                self._has_loaded = True
-            return None
         return super().load_or_resume()
-
-    def train(self):
-        """Remove stale temporary checkpoint files, then train."""
-        self._remove_stale_temporaries()
-        return super().train()

@@ -30,15 +30,14 @@ and with ``mim train mapet``, and nothing in mmengine is changed:
   and deferred colour jitter is both drawn and applied
   (:func:`check_deferred_jitter`).
 """
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Union
 
 from mmengine.device import get_device
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmpretrain.registry import RUNNERS
 
-from mapet.utils.checkpoint import (find_latest_intact_checkpoint,
-                                    load_checkpoint_file)
+from mapet.utils.checkpoint import load_checkpoint_file
 from mapet.utils.safetensors_io import is_safetensors
 from .load_checks import (CheckpointMismatchError, check_optimizer_state,
                           check_state_dict)
@@ -82,29 +81,7 @@ class MaPeTRunner(SafeRunMixin, Runner):
     docstring for what differs.
     """
 
-    # -- saving ----------------------------------------------------------
-    def save_checkpoint(self,
-                        out_dir: str,
-                        filename: str,
-                        file_client_args: Optional[dict] = None,
-                        save_optimizer: bool = True,
-                        save_param_scheduler: bool = True,
-                        meta: Optional[dict] = None,
-                        by_epoch: bool = True,
-                        backend_args: Optional[dict] = None) -> None:
-        """Save like mmengine, but atomically and with a sidecar (local).
-
-        Remote destinations (``backend_args``/``file_client_args`` or a
-        URL) are saved by mmengine unchanged.
-        """
-        return self._save_safely(
-            super().save_checkpoint, out_dir, filename, collective=False,
-            file_client_args=file_client_args,
-            save_optimizer=save_optimizer,
-            save_param_scheduler=save_param_scheduler,
-            meta=meta,
-            by_epoch=by_epoch,
-            backend_args=backend_args)
+    # Saving: SafeRunMixin.save_checkpoint (main process writes).
 
     # -- loading ---------------------------------------------------------
     def load_checkpoint(self,
@@ -214,19 +191,6 @@ class MaPeTRunner(SafeRunMixin, Runner):
                     allowed_unexpected=allowed['allowed_unexpected'],
                     allowed_resized=allowed['allowed_mismatched']))
 
-    def load_or_resume(self) -> None:
-        """Load ``load_from`` or resume; ``auto`` uses the newest intact."""
-        if self._has_loaded:
-            return None
-        if self._resume and self._load_from is None:
-            resume_from = find_latest_intact_checkpoint(self.work_dir)
-            if resume_from is not None:
-                self.logger.info(f'Auto-resuming from {resume_from}.')
-                self.resume(resume_from)
-                self._has_loaded = True
-            return None
-        return super().load_or_resume()
-
     def _init_model_weights(self) -> None:
         """Vet ``Pretrained`` init files with the safe loader, then init."""
         model = self.unwrapped_model()
@@ -258,8 +222,3 @@ class MaPeTRunner(SafeRunMixin, Runner):
         loop = super().build_train_loop(loop)
         self.check_training_inputs(loop.dataloader.dataset)
         return loop
-
-    def train(self):
-        """Remove stale temporary checkpoint files, then train."""
-        self._remove_stale_temporaries()
-        return super().train()

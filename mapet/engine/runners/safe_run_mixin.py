@@ -3,15 +3,16 @@
 mmengine has two runner classes (``Runner`` and, for strategies such as
 FSDP, ``FlexibleRunner``) with the same hooks into saving, data and the
 training loop but different internals. This mixin holds the parts that do
-not depend on those internals: the data-only message hub, refusing empty
-datasets and pickled annotations, the pre-flight target and jitter checks,
-the atomic save with its sidecar, and removing what a killed save left.
+not depend on those internals: the data-only message hub, the atomic save
+with its sidecar, auto-resume from the newest intact checkpoint, removing
+what a killed save left, refusing empty datasets and pickled annotations,
+and the pre-flight target and jitter checks.
 """
 import copy
 import glob
 import os
 import os.path as osp
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader
 from mapet.utils.atomic import (checksum_path, publish_atomically,
                                 remove_if_exists, write_checksum)
 from mapet.utils.checkpoint import (data_only_message_hub,
+                                    find_latest_intact_checkpoint,
                                     remove_orphan_sidecars)
 from .dataloader_checks import check_dataloader_not_empty, full_init_checked
 from .jitter_checks import check_deferred_jitter
@@ -76,28 +78,37 @@ class SafeRunMixin:
             checkpoint['message_hub'] = data_only_message_hub(
                 checkpoint['message_hub'])
 
-    def _save_safely(self, parent_save: Callable[..., None], out_dir: str,
-                     filename: str, collective: bool, **kwargs) -> None:
-        """Save with ``parent_save`` (mmengine's ``save_checkpoint``) to a
-        temporary file, then publish it atomically with its sidecar.
+    #: Every rank takes part in a save (FSDP gathers the state dict); else
+    #: only the main process saves, as mmengine's ``Runner`` does.
+    collective_save: bool = False
 
-        Remote destinations (``backend_args``/``file_client_args`` or a URL)
-        are saved by mmengine unchanged.
+    def save_checkpoint(self,
+                        out_dir: str,
+                        filename: str,
+                        file_client_args: Optional[dict] = None,
+                        save_optimizer: bool = True,
+                        save_param_scheduler: bool = True,
+                        meta: Optional[dict] = None,
+                        by_epoch: bool = True,
+                        backend_args: Optional[dict] = None) -> None:
+        """Save like mmengine, but atomically and with a sidecar (local).
 
-        Args:
-            parent_save (callable): mmengine's bound ``save_checkpoint``.
-            out_dir (str): Directory of the checkpoint.
-            filename (str): Its final name.
-            collective (bool): Every rank must call ``parent_save`` (FSDP
-                gathers the state dict); else only the main process saves,
-                as mmengine's ``Runner`` does.
-            **kwargs: The other arguments of ``save_checkpoint``.
+        mmengine's save writes a temporary file, which is then renamed into
+        place and given its ``.sha256`` sidecar. Remote destinations
+        (``backend_args``/``file_client_args`` or a URL) are saved by
+        mmengine unchanged.
         """
-        if kwargs.get('file_client_args') is not None or \
-                kwargs.get('backend_args') is not None or \
+        kwargs = dict(
+            file_client_args=file_client_args,
+            save_optimizer=save_optimizer,
+            save_param_scheduler=save_param_scheduler,
+            meta=meta,
+            by_epoch=by_epoch,
+            backend_args=backend_args)
+        if file_client_args is not None or backend_args is not None or \
                 not is_local(out_dir):
-            return parent_save(out_dir, filename, **kwargs)
-        if not collective and not is_main_process():
+            return super().save_checkpoint(out_dir, filename, **kwargs)
+        if not self.collective_save and not is_main_process():
             return None
         final = osp.join(out_dir, filename)
         # Only the main process writes the file (FSDP's full state dict
@@ -106,20 +117,36 @@ class SafeRunMixin:
         if is_main_process():
             # A stale sidecar must never vouch for the new content.
             remove_if_exists(checksum_path(final))
-        parent_save(osp.dirname(final), tmp_name, **kwargs)
+        super().save_checkpoint(osp.dirname(final), tmp_name, **kwargs)
         if is_main_process():
             publish_atomically(osp.join(osp.dirname(final), tmp_name), final)
             write_checksum(final)
             remove_orphan_sidecars(osp.dirname(osp.abspath(final)))
         return None
 
-    def _remove_stale_temporaries(self) -> None:
+    # -- loading and running ----------------------------------------------
+    def load_or_resume(self) -> None:
+        """Load ``load_from`` or resume; ``auto`` uses the newest intact."""
+        if self._has_loaded:
+            return None
+        if self._resume is True and self._load_from is None:
+            resume_from = find_latest_intact_checkpoint(self.work_dir)
+            if resume_from is not None:
+                self.logger.info(f'Auto-resuming from {resume_from}.')
+                self.resume(resume_from)
+                self._has_loaded = True
+            return None
+        return super().load_or_resume()
+
+    def train(self):
+        """Remove stale temporary checkpoint files, then train."""
         if is_main_process() and is_local(self.work_dir):
             for stale in _stale_temporaries(self.work_dir):
                 self.logger.warning(
                     f'Removing {stale}: a checkpoint save that was killed '
                     'before it completed.')
                 remove_if_exists(stale)
+        return super().train()
 
     # -- data --------------------------------------------------------------
     def build_dataloader(self,
